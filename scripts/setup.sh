@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up a development environment on a fresh Debian machine: system packages the tests need
+# (the Go toolchain that checks wire compatibility), a virtualenv in .venv with the project
+# installed editable plus its dev tools. Leaves the CLI at .venv/bin/nunet. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v gcc >/dev/null 2>&1 || need_apt+=(build-essential python3-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+echo "setup: installing nunet-dms and dev tools into .venv"
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+echo "setup: done; the CLI is .venv/bin/nunet ($(.venv/bin/nunet version))"

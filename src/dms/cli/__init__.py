@@ -1,0 +1,1 @@
+"""The nunet command-line interface."""

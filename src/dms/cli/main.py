@@ -1,0 +1,50 @@
+"""The ``nunet`` command: one Typer app with a sub-app per Go DMS command group.
+
+The CLI holds no business logic: each command parses its flags, calls the core, and prints. An
+expected failure (:class:`dms.errors.DMSError`) becomes one ``error: ...`` line on stderr and a
+non-zero exit; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dms import __version__
+from dms.cli import _cap, _config, _key
+from dms.errors import DMSError
+
+app = typer.Typer(
+    name="nunet",
+    help="NuNet Device Management Service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(_key.app, name="key")
+app.add_typer(_cap.app, name="cap")
+app.add_typer(_config.app, name="config")
+
+
+@app.command()
+def version() -> None:
+    """Print the DMS version."""
+    typer.echo(f"nunet-dms {__version__}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app, turning DMSError into one line on stderr.
+
+    Click's standalone mode already prints usage errors as one line and exits 2; everything
+    the core raises as :class:`DMSError` is printed here the same way.
+    """
+    try:
+        app(args=argv, prog_name="nunet")
+    except DMSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

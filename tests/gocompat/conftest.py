@@ -1,0 +1,24 @@
+"""Fixtures for tests that compare our bytes with Go's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.gocompat.goprog import build_go_program
+
+
+@pytest.fixture(scope="session")
+def go_program(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Return a builder that compiles a Go program once per test session."""
+    cache: dict[str, Path] = {}
+    out_dir = tmp_path_factory.mktemp("go")
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            cache[name] = build_go_program(name, out_dir)
+        return cache[name]
+
+    return get
