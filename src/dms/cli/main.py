@@ -8,11 +8,14 @@ non-zero exit; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from dms import __version__
 from dms.cli import _cap, _config, _key
+from dms.cli._common import set_config_path
 from dms.errors import DMSError
 
 app = typer.Typer(
@@ -25,6 +28,17 @@ app = typer.Typer(
 app.add_typer(_key.app, name="key")
 app.add_typer(_cap.app, name="cap")
 app.add_typer(_config.app, name="config")
+
+
+@app.callback()
+def root(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Path to dms_config.json (default: the search path)."),
+    ] = None,
+) -> None:
+    """NuNet Device Management Service."""
+    set_config_path(config)
 
 
 @app.command()

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The main job, for now: the README's identity and capability walkthrough, run end to end in a
+# throw-away user directory (.demo/) so it never touches ~/.nunet. Each step prints what it did.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+demo_dir="$PWD/.demo"
+rm -rf "$demo_dir"
+mkdir -p "$demo_dir"
+export DMS_GENERAL_USER_DIR="$demo_dir/nunet"
+export DMS_PASSPHRASE="${DMS_PASSPHRASE:-demo passphrase, not for real keys}"
+cd "$demo_dir"   # keep any dms_config.json write local to the demo
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "1. identities for the user and the DMS"
+nunet cap new user
+nunet cap new dms
+USER_DID=$(nunet key did user)
+DMS_DID=$(nunet key did dms)
+echo "user DID: $USER_DID"
+echo "dms  DID: $DMS_DID"
+
+step "2. the user's DID becomes a root anchor of the dms context"
+nunet cap anchor --context dms --root "$USER_DID"
+
+step "3. the user grants /public, /broadcast and /dms/deployment to the DMS; the DMS keeps it as a provide anchor"
+TOKENS=$(nunet cap grant --context user --cap /public --cap /broadcast --cap /dms/deployment \
+         --topic /nunet --duration 720h "$DMS_DID")
+echo "$TOKENS"
+nunet cap anchor --context dms --provide "$TOKENS"
+
+step "4. the DMS delegates /public and /dms/deployment onwards to an orchestrator identity"
+nunet key new orchestrator
+ORCH_DID=$(nunet key did orchestrator)
+nunet cap delegate --context dms --cap /public --cap /dms/deployment --topic /nunet \
+      --duration 24h --depth 1 "$ORCH_DID"
+
+step "5. what the dms context holds"
+nunet cap list --context dms
+
+step "done: keys in $DMS_GENERAL_USER_DIR/key, contexts in $DMS_GENERAL_USER_DIR/cap"

@@ -1,0 +1,70 @@
+"""What every ``nunet`` command shares: the config path, the user dir, passphrases, output.
+
+The root command stores ``--config`` here (:func:`set_config_path`) so sub-commands resolve the
+same configuration the way the Go CLI's persistent flag does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dms.config import load_config
+from dms.crypto import read_passphrase
+
+_state: dict[str, Path | None] = {"config_path": None}
+
+ContextOption = typer.Option(
+    "user", "--context", "-c", help="Capability context (and key) to use."
+)
+
+
+def set_config_path(path: Path | None) -> None:
+    """Remember the root ``--config`` flag for this invocation."""
+    _state["config_path"] = path
+
+
+def config_path() -> Path | None:
+    """The root ``--config`` flag, if given."""
+    return _state["config_path"]
+
+
+def user_dir() -> Path:
+    """``general.user_dir`` of the effective configuration (keys and contexts live there)."""
+    return load_config(config_path()).general.user_dir
+
+
+def passphrase_reader(name: str) -> Callable[[bool], str]:
+    """A ``reader(confirm)`` for key ``name``: ``DMS_PASSPHRASE`` or a prompt on the terminal."""
+
+    def read(confirm: bool) -> str:
+        return read_passphrase(confirm=confirm, name=name)
+
+    return read
+
+
+def info(message: str) -> None:
+    """Progress for a person, on stderr, so stdout stays clean for scripts."""
+    typer.echo(message, err=True)
+
+
+def print_json(value: Any) -> None:
+    """Pretty JSON on stdout."""
+    typer.echo(json.dumps(value, indent=2))
+
+
+def confirm_overwrite(what: str, force: bool) -> None:
+    """Ask before replacing ``what``; without a terminal, ``--force`` is required."""
+    from dms.errors import InvalidInput
+
+    if force:
+        return
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"{what} already exists; pass --force to overwrite it")
+    if not typer.confirm(f"{what} already exists. Overwrite it?", default=False, err=True):
+        raise InvalidInput("operation cancelled by user")
