@@ -125,13 +125,13 @@ def _shortest_digits(value: float, bits: int) -> tuple[str, int]:
             text = f"{target:.{precision}g}"
             if _to_float32(float(text)) == target:
                 break
-    sign, digit_tuple, exponent = Decimal(text).as_tuple()
+    _, digit_tuple, exponent = Decimal(text).as_tuple()
     digits = "".join(map(str, digit_tuple)).rstrip("0")
     exponent = int(exponent) + (len(digit_tuple) - len(digits))
     return digits or "0", exponent
 
 
-def _encode(value: Any, out: list[str], short: bool) -> None:  # noqa: PLR0912
+def _encode(value: Any, out: list[str], short: bool) -> None:
     if value is None:
         out.append("null")
     elif value is True:

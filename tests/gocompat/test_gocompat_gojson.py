@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import struct
 from collections.abc import Callable
@@ -51,7 +52,7 @@ def _random_float(rng: random.Random) -> float:
         return rng.uniform(-1, 1) * 10 ** rng.randint(-30, 30)
     bits = rng.getrandbits(64)
     value: float = struct.unpack("<d", struct.pack("<Q", bits))[0]
-    return value if value == value and abs(value) != float("inf") else 1.5
+    return value if math.isfinite(value) else 1.5
 
 
 def _random_value(rng: random.Random, depth: int = 0) -> Any:

@@ -38,7 +38,7 @@ __all__ = [
 ENV_PREFIX = "DMS_"
 
 
-class UnknownConfigKey(ConfigError, NotFound):  # noqa: N818 - named like dms.errors
+class UnknownConfigKey(ConfigError, NotFound):
     """A dotted key that names no config setting: both a config error and a not-found."""
 
 
