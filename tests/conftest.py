@@ -1,4 +1,4 @@
-"""Fixtures for tests that compare our bytes with Go's."""
+"""Fixtures shared by the whole suite."""
 
 from __future__ import annotations
 

@@ -1,0 +1,195 @@
+"""Chain verification and the authorisation predicates, as the Go DMS applies them.
+
+A token is valid when every link is unexpired and unrevoked, each parent is a ``delegate`` token
+that outlives its child, was given to the child's issuer, and covers the child's audience, topics
+and capabilities, delegation depth limits hold, and every issuer signed its link. The rules and
+their order follow Go's ``DMSToken.verify`` so a chain accepted by one side is accepted by the
+other. Each rule raises its own one-line :class:`TokenError`, which the tests rely on to show that
+exactly the intended rule tripped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from dms.did import DID
+from dms.errors import TokenError
+from dms.ucan._capability import implied_by_any
+from dms.ucan._token import Action, DMSToken, Token
+
+
+class RevocationSet:
+    """Revoked tokens, keyed like Go: ``"<iss URI>#<sub URI>#<raw nonce bytes>"``."""
+
+    def __init__(self, tokens: Iterable[Token] = ()) -> None:
+        self._keys: set[bytes] = set()
+        for token in tokens:
+            self.add(token.dms)
+
+    @staticmethod
+    def key(token: DMSToken) -> bytes:
+        """The revocation key of ``token`` (a revoke token has the same key as its target)."""
+        return f"{token.issuer.uri}#{token.subject.uri}#".encode() + (token.nonce or b"")
+
+    def add(self, token: DMSToken) -> None:
+        """Revoke every token with the same issuer, subject and nonce as ``token``."""
+        self._keys.add(self.key(token))
+
+    def revoked(self, token: DMSToken) -> bool:
+        """True if ``token`` has been revoked."""
+        return self.key(token) in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+_NO_REVOCATIONS = RevocationSet()
+
+
+def verify_token(
+    token: Token | DMSToken, now_ns: int, revoked: RevocationSet | None = None
+) -> None:
+    """Verify ``token`` and its whole chain at time ``now_ns``; raise :class:`TokenError` if not."""
+    dms = token.dms if isinstance(token, Token) else token
+    for link in dms.links():
+        if link.expired(now_ns):
+            raise TokenError(f"token expired: {_describe(link)}")
+    _verify(dms, now_ns, 0, revoked or _NO_REVOCATIONS)
+
+
+def _verify(t: DMSToken, now_ns: int, depth: int, revoked: RevocationSet) -> None:
+    if t.expired(now_ns):
+        raise TokenError(f"token expired: {_describe(t)}")
+    if t.action == Action.REVOKE:
+        _check_signature(t)
+        return
+    if t.depth > 0 and depth > t.depth:
+        raise TokenError(f"delegation too deep: {depth} > {t.depth} for {_describe(t)}")
+    if revoked.revoked(t):
+        raise TokenError(f"token revoked: {_describe(t)}")
+    if t.chain is not None:
+        parent = t.chain.dms
+        if parent.action != Action.DELEGATE:
+            raise TokenError(f"chained from a {parent.action!r} token, not a delegate token")
+        if parent.expires_before(t.expire):
+            raise TokenError("token outlives the token it is chained from")
+        _verify(parent, now_ns, depth + 1, revoked)
+        if t.issuer != parent.subject:
+            raise TokenError(f"token issuer {t.issuer.uri} is not the subject of its parent token")
+        for c in t.caps:
+            reason = delegation_refusal(
+                parent, t.issuer, t.audience, topics=t.topic, expire_ns=t.expire, c=c
+            )
+            if reason is not None:
+                raise TokenError(f"parent token does not allow {c!r}: {reason}")
+    _check_signature(t)
+
+
+def _check_signature(t: DMSToken) -> None:
+    if not t.verify_signature():
+        raise TokenError(f"invalid signature on {_describe(t)}")
+
+
+def _describe(t: DMSToken) -> str:
+    return f"{t.action} token from {t.issuer.uri or '<no issuer>'}"
+
+
+def delegation_refusal(
+    parent: DMSToken,
+    issuer: DID,
+    audience: DID,
+    *,
+    topics: Iterable[str],
+    expire_ns: int,
+    c: str,
+) -> str | None:
+    """Why ``parent`` cannot back a child granting ``c`` (None if it can): Go's step-5 rule."""
+    if parent.action != Action.DELEGATE:
+        return "parent is not a delegate token"
+    if parent.expires_before(expire_ns):
+        return "parent expires first"
+    if parent.subject != issuer:
+        return "parent was not given to the child's issuer"
+    if not parent.audience.empty() and parent.audience != audience:
+        return "audience not allowed by parent"
+    for topic in topics:
+        if not implied_by_any(parent.topic, topic):
+            return f"topic {topic!r} not allowed by parent"
+    if not implied_by_any(parent.caps, c):
+        return "capability not implied by parent"
+    return None
+
+
+def allow_invocation(t: DMSToken, subject: DID, audience: DID, c: str) -> bool:
+    """Go ``AllowInvocation``: an ``invoke`` token for ``subject`` that covers ``c``."""
+    return (
+        t.action == Action.INVOKE
+        and t.subject == subject
+        and (t.audience.empty() or t.audience == audience)
+        and implied_by_any(t.caps, c)
+    )
+
+
+def allow_broadcast(t: DMSToken, subject: DID, topic: str, c: str) -> bool:
+    """Go ``AllowBroadcast``: a ``broadcast`` token for ``subject`` covering ``topic`` and ``c``."""
+    return (
+        t.action == Action.BROADCAST
+        and t.subject == subject
+        and t.audience.empty()
+        and implied_by_any(t.topic, topic)
+        and implied_by_any(t.caps, c)
+    )
+
+
+def allow_action(anchor: DMSToken, other: DMSToken) -> bool:
+    """Go ``AllowAction``: does require-anchor ``anchor`` authorise the (side) chain ``other``?
+
+    ``anchor`` delegates to some DID; ``other`` must have been issued, directly or up its chain,
+    by that DID within ``anchor``'s depth, and ask for nothing beyond ``anchor``'s audience,
+    capabilities and topics.
+    """
+    if anchor.action != Action.DELEGATE or anchor.expires_before(other.expire):
+        return False
+    hops = other.anchor_depth(anchor.subject)
+    if hops is None or (anchor.depth > 0 and hops > anchor.depth):
+        return False
+    if not anchor.audience.empty() and anchor.audience != other.audience:
+        return False
+    return all(implied_by_any(anchor.caps, c) for c in other.caps) and all(
+        implied_by_any(anchor.topic, topic) for topic in other.topic
+    )
+
+
+def verify_depth(t: DMSToken, d: int) -> bool:
+    """Go ``verifyDepth``: every link ``i`` (0 = ``t``) has depth 0 or ``d + i <= depth``."""
+    return all(link.depth == 0 or d + i <= link.depth for i, link in enumerate(t.links()))
+
+
+def allow_delegation(
+    parent: DMSToken,
+    action: str,
+    issuer: DID,
+    audience: DID,
+    *,
+    topics: Iterable[str],
+    expire_ns: int,
+    c: str,
+) -> bool:
+    """Go ``AllowDelegation``: may a new ``action`` token granting ``c`` chain from ``parent``?"""
+    if not verify_depth(parent, 2 if action == Action.DELEGATE else 1):
+        return False
+    return (
+        delegation_refusal(parent, issuer, audience, topics=topics, expire_ns=expire_ns, c=c)
+        is None
+    )
+
+
+def subsumes(t: DMSToken, other: DMSToken) -> bool:
+    """Go ``Subsumes``: same parties, lasts as long, covers every capability (dedupes anchors)."""
+    return (
+        t.issuer == other.issuer
+        and t.subject == other.subject
+        and t.audience == other.audience
+        and t.expire >= other.expire
+        and all(implied_by_any(t.caps, c) for c in other.caps)
+    )
