@@ -1,0 +1,245 @@
+"""Envelopes: the signed message every actor sends, byte-compatible with the Go DMS.
+
+The signature covers ``b"dms:msg:" + json.Marshal(envelope without sig)`` and a Go verifier
+re-marshals the envelope it parsed, so :meth:`Envelope.to_json` reproduces Go's bytes exactly
+(field order ``to, be, from, nonce, opt, msg, cap, sig``; ``cap``/``sig``/``cont``/``topic``
+omitted when empty) and :meth:`Envelope.from_json` parses the way Go's decoder does
+(see :mod:`dms.actor._decode`). Envelopes are immutable; ``sign`` and ``with_payload`` return
+new ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dms import gojson
+from dms.actor._decode import (
+    bytes_field,
+    fold,
+    loads,
+    members,
+    string_field,
+    uint64_field,
+)
+from dms.actor._handle import Handle, decode_handle
+from dms.crypto import ID, KeyType, PrivateKey, PublicKey
+from dms.errors import CryptoError, DMSError, InvalidInput
+
+#: Prefix of the bytes an envelope signature covers.
+SIGNATURE_PREFIX = b"dms:msg:"
+#: Default lifetime of a message (the Go DMS's default timeout), in nanoseconds.
+DEFAULT_MESSAGE_TIMEOUT_NS = 30 * 1_000_000_000
+#: Key types an actor may sign with (Go's ``crypto.AllowedKey``).
+ALLOWED_KEY_TYPES = frozenset({KeyType.ED25519, KeyType.SECP256K1})
+
+_UINT64_LIMIT = 1 << 64
+
+
+class InvalidSignature(CryptoError):
+    """An envelope is unsigned, signed by a key we do not accept, or its signature is wrong."""
+
+
+class EnvelopeExpired(DMSError):
+    """An envelope's ``opt.exp`` has passed; receivers drop it (gossip ignores, not rejects)."""
+
+
+def _check_uint64(value: int, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _UINT64_LIMIT:
+        raise InvalidInput(f"invalid {name}: {value!r} is not a uint64")
+
+
+@dataclass(frozen=True)
+class EnvelopeOptions:
+    """``opt``: absolute expiry in Unix nanoseconds, reply behaviour (``cont``), gossip topic."""
+
+    expire: int
+    reply_to: str = ""
+    topic: str = ""
+
+    def __post_init__(self) -> None:
+        _check_uint64(self.expire, "opt.exp")
+
+    def __gojson__(self) -> gojson.Struct:
+        out = gojson.Struct(exp=self.expire)
+        if self.reply_to:
+            out["cont"] = self.reply_to
+        if self.topic:
+            out["topic"] = self.topic
+        return out
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A message between actors, with the Go ``Envelope`` fields in their Go order.
+
+    ``message`` is ``None`` only for a Go nil slice (``"msg":null``); it is kept apart from
+    ``b""`` (``"msg":""``) because the two marshal differently and so sign differently.
+    """
+
+    to: Handle = field(default_factory=Handle)
+    behavior: str = ""
+    from_: Handle = field(default_factory=Handle)
+    nonce: int = 0
+    options: EnvelopeOptions = EnvelopeOptions(0)
+    message: bytes | None = b""
+    capability: bytes = b""
+    signature: bytes = b""
+
+    def __post_init__(self) -> None:
+        _check_uint64(self.nonce, "nonce")
+
+    # -- Go JSON ---------------------------------------------------------------------------
+
+    def __gojson__(self) -> gojson.Struct:
+        out = gojson.Struct()
+        out["to"] = self.to
+        out["be"] = self.behavior
+        out["from"] = self.from_
+        out["nonce"] = self.nonce
+        out["opt"] = self.options
+        out["msg"] = self.message
+        if self.capability:
+            out["cap"] = self.capability
+        if self.signature:
+            out["sig"] = self.signature
+        return out
+
+    def to_json(self) -> bytes:
+        """Go's ``json.Marshal`` of the envelope: the bytes to send."""
+        return gojson.marshal(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | bytearray | memoryview | str) -> Envelope:
+        """Parse envelope JSON as Go does; refuse non-objects and fields of the wrong type."""
+        return cls.from_value(loads(data, "envelope"))
+
+    @classmethod
+    def from_value(cls, value: Any) -> Envelope:
+        """Build an envelope from already-decoded JSON (e.g. a REST body from ``json.loads``)."""
+        pairs = members(value, "envelope") if value is not None else None
+        if pairs is None:
+            raise InvalidInput("invalid envelope: expected an object, got null")
+        to, from_ = Handle(), Handle()
+        behavior = ""
+        nonce = 0
+        expire, reply_to, topic = 0, "", ""
+        message: bytes | None = None
+        capability: bytes | None = None
+        signature: bytes | None = None
+        for key, item in pairs:
+            name = fold(key)
+            if name == "to":
+                to = decode_handle(item, "envelope.to", to)
+            elif name == "be":
+                behavior = string_field(item, "envelope.be", behavior)
+            elif name == "from":
+                from_ = decode_handle(item, "envelope.from", from_)
+            elif name == "nonce":
+                nonce = uint64_field(item, "envelope.nonce", nonce)
+            elif name == "opt":
+                for opt_key, opt_item in members(item, "envelope.opt") or []:
+                    opt_name = fold(opt_key)
+                    if opt_name == "exp":
+                        expire = uint64_field(opt_item, "envelope.opt.exp", expire)
+                    elif opt_name == "cont":
+                        reply_to = string_field(opt_item, "envelope.opt.cont", reply_to)
+                    elif opt_name == "topic":
+                        topic = string_field(opt_item, "envelope.opt.topic", topic)
+            elif name == "msg":
+                message = bytes_field(item, "envelope.msg")
+            elif name == "cap":
+                capability = bytes_field(item, "envelope.cap")
+            elif name == "sig":
+                signature = bytes_field(item, "envelope.sig")
+        return cls(
+            to=to,
+            behavior=behavior,
+            from_=from_,
+            nonce=nonce,
+            options=EnvelopeOptions(expire, reply_to, topic),
+            message=message,
+            capability=capability or b"",
+            signature=signature or b"",
+        )
+
+    # -- signing ---------------------------------------------------------------------------
+
+    def signing_bytes(self) -> bytes:
+        """``b"dms:msg:"`` + Go JSON of the envelope without its signature."""
+        return SIGNATURE_PREFIX + gojson.marshal(dataclasses.replace(self, signature=b""))
+
+    def sign(self, key: PrivateKey) -> Envelope:
+        """Return a copy signed by ``key``, which must be the key behind ``from.id``.
+
+        Go's ``Sign`` refuses to sign for another actor; we also refuse key types a receiver
+        would reject, so the mistake shows up at the sender.
+        """
+        if key.key_type not in ALLOWED_KEY_TYPES:
+            raise CryptoError(f"cannot sign envelopes with a {key.key_type.name} key")
+        if ID.from_public_key(key.public_key) != self.from_.id:
+            raise CryptoError("cannot sign envelope: the key is not the sender's (from.id)")
+        return dataclasses.replace(self, signature=key.sign(self.signing_bytes()))
+
+    def verify(self, now_ns: int | None = None) -> None:
+        """Raise unless the envelope is unexpired and signed by the key in ``from.id``.
+
+        Expiry is checked first: it is cheap and lets gossip ignore (not penalise) stale
+        messages. ``now_ns`` defaults to the current time.
+        """
+        now = time.time_ns() if now_ns is None else now_ns
+        if self.expired(now):
+            raise EnvelopeExpired(
+                f"envelope expired: exp {self.options.expire} ns is before now {now} ns"
+            )
+        if not self.signature:
+            raise InvalidSignature("envelope is not signed")
+        key = sender_key(self.from_)
+        if not key.verify(self.signing_bytes(), self.signature):
+            raise InvalidSignature("envelope signature does not match its sender (from.id)")
+
+    # -- predicates --------------------------------------------------------------------------
+
+    def is_broadcast(self) -> bool:
+        """True for a gossip message: no recipient and a topic (Go's ``IsBroadcast``)."""
+        return self.to.empty() and bool(self.options.topic)
+
+    def expired(self, now_ns: int | None = None) -> bool:
+        """True when ``now_ns`` (default: now) is past ``opt.exp``."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return now > self.options.expire
+
+    # -- payload -----------------------------------------------------------------------------
+
+    def with_payload(self, payload: Any) -> Envelope:
+        """Return a copy whose ``msg`` is the Go JSON of ``payload`` (``None`` → ``""``).
+
+        The signature is dropped because it no longer covers the message.
+        """
+        message = b"" if payload is None else gojson.marshal(payload)
+        return dataclasses.replace(self, message=message, signature=b"")
+
+    def decode_payload(self) -> Any:
+        """The payload decoded from ``msg`` as plain JSON values; ``None`` when empty."""
+        if not self.message:
+            return None
+        try:
+            return json.loads(self.message.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            raise InvalidInput(f"invalid envelope payload: {exc}") from None
+
+
+def sender_key(handle: Handle) -> PublicKey:
+    """The public key in ``handle.id``, refused unless Ed25519 or secp256k1."""
+    if handle.id.empty():
+        raise InvalidSignature("envelope sender has no actor ID")
+    try:
+        key = handle.id.public_key()
+    except DMSError as exc:
+        raise InvalidSignature(f"envelope sender ID is not a public key: {exc}") from None
+    if key.key_type not in ALLOWED_KEY_TYPES:
+        raise InvalidSignature(f"envelope sender key type {key.key_type.name} is not allowed")
+    return key

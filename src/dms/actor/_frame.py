@@ -1,0 +1,60 @@
+"""Stream framing of envelopes: 8-byte little-endian uint64 length, then the envelope JSON.
+
+This is the Go DMS's format on ``actor/<inbox>/messages/0.0.1`` streams (spec §2.4, §11), one
+envelope per stream. Go's sender refuses a frame whose total size (8 + length) exceeds 1 MiB and
+its receiver refuses a declared length above 1 MiB; we keep both checks so neither side of a
+mixed network ever sees a frame the other would reset. The limit is checked on the declared
+length before any body is read, so a peer cannot make us buffer more than that.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from dms.errors import InvalidInput
+
+#: Largest envelope frame the Go DMS sends or accepts (1 MiB).
+MAX_MESSAGE_SIZE = 1 << 20
+#: Size of the length prefix.
+FRAME_HEADER_SIZE = 8
+
+_HEADER = struct.Struct("<Q")
+
+
+def encode_frame(envelope_json: bytes) -> bytes:
+    """Prefix ``envelope_json`` with its length; refuse frames larger than 1 MiB in total.
+
+    Prefix and body come back as one buffer because Go's reader takes the 8-byte prefix from a
+    single ``Read``; write it in one call.
+    """
+    total = FRAME_HEADER_SIZE + len(envelope_json)
+    if total > MAX_MESSAGE_SIZE:
+        raise InvalidInput(
+            f"message too large: {total} bytes framed, the limit is {MAX_MESSAGE_SIZE}"
+        )
+    return _HEADER.pack(len(envelope_json)) + envelope_json
+
+
+def frame_length(header: bytes) -> int:
+    """The body length declared by an 8-byte prefix; refuse short prefixes and lengths > 1 MiB."""
+    if len(header) != FRAME_HEADER_SIZE:
+        raise InvalidInput(
+            f"short frame: need a {FRAME_HEADER_SIZE}-byte length prefix, got {len(header)} bytes"
+        )
+    (length,) = _HEADER.unpack(header)
+    if length > MAX_MESSAGE_SIZE:
+        raise InvalidInput(
+            f"message too large: frame declares {length} bytes, the limit is {MAX_MESSAGE_SIZE}"
+        )
+    return int(length)
+
+
+def decode_frame(frame: bytes) -> bytes:
+    """The envelope JSON of one complete frame; refuse short, oversized or over-long frames."""
+    length = frame_length(bytes(frame[:FRAME_HEADER_SIZE]))
+    body = frame[FRAME_HEADER_SIZE:]
+    if len(body) < length:
+        raise InvalidInput(f"short frame: declared {length} bytes, got {len(body)}")
+    if len(body) > length:
+        raise InvalidInput(f"trailing data after frame: declared {length} bytes, got {len(body)}")
+    return bytes(body)

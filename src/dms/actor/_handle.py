@@ -1,0 +1,134 @@
+"""Actor handles: who an actor is (ID, DID) and where its inbox lives (Address).
+
+A handle is part of every envelope and so part of the signed bytes; its Go JSON is fixed
+(spec §2.1): ``{"id":{"pub":"<base32>"},"did":{"uri":...},"addr":{"host":...,"inbox":...}}``,
+where ``id`` is always written (the ID has its own marshaller, the empty one is ``{"pub":""}``),
+an empty DID is ``{}`` and empty address fields are omitted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+from dms import gojson
+from dms.actor._decode import fold, loads, members, string_field
+from dms.crypto import ID
+from dms.did import DID
+from dms.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where an actor receives messages: libp2p peer ID of its host and its inbox name."""
+
+    host: str = ""
+    inbox: str = ""
+
+    def empty(self) -> bool:
+        """True when neither host nor inbox is set."""
+        return not self.host and not self.inbox
+
+    def __gojson__(self) -> gojson.Struct:
+        out = gojson.Struct()
+        if self.host:
+            out["host"] = self.host
+        if self.inbox:
+            out["inbox"] = self.inbox
+        return out
+
+
+@dataclass(frozen=True)
+class Handle:
+    """An actor's handle; ``Handle()`` is the empty handle (the ``to`` of a broadcast)."""
+
+    id: ID = field(default_factory=ID)
+    did: DID = field(default_factory=DID)
+    address: Address = Address()
+
+    def empty(self) -> bool:
+        """True for the empty handle (Go's ``Handle.Empty``)."""
+        return self.id.empty() and self.did.empty() and self.address.empty()
+
+    def __gojson__(self) -> gojson.Struct:
+        did = gojson.Struct()
+        if self.did.uri:
+            did["uri"] = self.did.uri
+        return gojson.Struct(
+            id=gojson.Struct(pub=self.id.to_base32()),
+            did=did,
+            addr=self.address.__gojson__(),
+        )
+
+    def to_json(self) -> bytes:
+        """Go's ``json.Marshal`` of the handle."""
+        return gojson.marshal(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Handle:
+        """Parse a handle as Go would (case-insensitive keys, strict types)."""
+        return cls.from_value(loads(data, "handle"))
+
+    @classmethod
+    def from_value(cls, value: Any) -> Handle:
+        """Build a handle from already-decoded JSON (e.g. ``json.loads`` output)."""
+        if value is None:
+            raise InvalidInput("invalid handle: expected an object, got null")
+        return decode_handle(value, "handle", cls())
+
+
+def decode_id(value: Any, path: str) -> ID:
+    """Decode an ID (``{"pub": "<base32>"}``); ``null`` or a missing ``pub`` is the empty ID.
+
+    Go's ID has its own unmarshaller that decodes into a fresh view, so unlike a plain struct a
+    repeated ``id`` replaces the previous one rather than merging with it.
+    """
+    pub = ""
+    for key, item in members(value, path) or []:
+        if fold(key) == "pub":
+            pub = string_field(item, f"{path}.pub", pub)
+    try:
+        raw = base64.b32decode(pub.replace("\r", "").replace("\n", ""), casefold=False)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"invalid {path}.pub: not padded base32") from None
+    return ID(raw)
+
+
+def decode_address(value: Any, path: str, current: Address) -> Address:
+    """Decode an Address into ``current`` (Go merges repeated objects field by field)."""
+    host, inbox = current.host, current.inbox
+    for key, item in members(value, path) or []:
+        name = fold(key)
+        if name == "host":
+            host = string_field(item, f"{path}.host", host)
+        elif name == "inbox":
+            inbox = string_field(item, f"{path}.inbox", inbox)
+    return Address(host, inbox)
+
+
+def decode_did(value: Any, path: str, current: DID) -> DID:
+    """Decode a DID struct (``{"uri": ...}``); the URI is kept as sent, as Go does."""
+    uri = current.uri
+    for key, item in members(value, path) or []:
+        if fold(key) == "uri":
+            uri = string_field(item, f"{path}.uri", uri)
+    return DID(uri)
+
+
+def decode_handle(value: Any, path: str, current: Handle) -> Handle:
+    """Decode a Handle into ``current``; ``null`` leaves it unchanged, as in Go."""
+    pairs = members(value, path)
+    if pairs is None:
+        return current
+    actor_id, did, address = current.id, current.did, current.address
+    for key, item in pairs:
+        name = fold(key)
+        if name == "id":
+            actor_id = decode_id(item, f"{path}.id")
+        elif name == "did":
+            did = decode_did(item, f"{path}.did", did)
+        elif name == "addr":
+            address = decode_address(item, f"{path}.addr", address)
+    return Handle(actor_id, did, address)
