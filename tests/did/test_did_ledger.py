@@ -4,49 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import coincurve
 import pytest
+from tests.support.fake_ledger import write_fake_ledger_cli
 
 from dms.crypto import EthPublicKey
 from dms.did import Anchor, LedgerProvider, is_ledger_context, ledger_account
 from dms.errors import CryptoError, InvalidInput
-
-FAKE_CLI = """#!{python}
-import json, os, sys
-from coincurve import PrivateKey
-from Crypto.Hash import keccak
-
-args = sys.argv[1:]
-log = os.environ.get("FAKE_LEDGER_LOG")
-if log:
-    with open(log, "a") as f:
-        f.write(json.dumps(args) + "\\n")
-mode = os.environ.get("FAKE_LEDGER_MODE", "ok")
-if mode == "fail":
-    sys.exit(3)
-cmd, out, acct = args[0], args[args.index("-o") + 1], int(args[args.index("-a") + 1])
-key = PrivateKey(bytes.fromhex(os.environ["FAKE_LEDGER_SECRET"]))
-if mode == "badjson":
-    open(out, "w").write("{{not json")
-    sys.exit(0)
-if cmd == "key":
-    # A real Ledger returns the 65-byte uncompressed key.
-    pub = key.public_key.format(compressed=False)
-    result = {{"key": pub.hex(), "address": "0x" + "00" * 20}}
-elif cmd == "sign":
-    data = bytes.fromhex(args[-1])
-    h = keccak.new(digest_bits=256)
-    h.update(b"\\x19Ethereum Signed Message:\\n" + str(len(data)).encode() + data)
-    rec = key.sign_recoverable(h.digest(), hasher=None)
-    result = {{"ecdsa": {{"v": rec[64] + 27, "r": rec[:32].hex(), "s": rec[32:64].hex()}}}}
-else:
-    sys.exit(2)
-with open(out, "w") as f:
-    json.dump(result, f)
-"""
 
 
 @pytest.fixture
@@ -58,9 +24,7 @@ def secret() -> coincurve.PrivateKey:
 def fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: coincurve.PrivateKey) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    script = bin_dir / "ledger-cli"
-    script.write_text(FAKE_CLI.format(python=sys.executable))
-    script.chmod(0o755)
+    write_fake_ledger_cli(bin_dir)
     log = tmp_path / "calls.log"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("FAKE_LEDGER_SECRET", secret.secret.hex())
