@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The main job, for now: the README's identity and capability walkthrough, run end to end in a
-# throw-away user directory (.demo/) so it never touches ~/.nunet. Each step prints what it did.
+# throw-away user directory (.demo/, or $DEMO_DIR) so it never touches ~/.nunet. Each step prints
+# what it did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-demo_dir="$PWD/.demo"
+demo_dir="${DEMO_DIR:-$PWD/.demo}"
 rm -rf "$demo_dir"
 mkdir -p "$demo_dir"
 export DMS_GENERAL_USER_DIR="$demo_dir/nunet"
