@@ -45,3 +45,11 @@ class ConfigError(DMSError):
 
 class NotFound(DMSError):
     """A named thing (key, context, config key, ...) does not exist."""
+
+
+class NetworkError(DMSError):
+    """A peer cannot be reached, a stream failed, or a message could not be delivered."""
+
+
+class NetworkTimeout(NetworkError):
+    """A network operation did not finish before its deadline (a slow or frozen peer)."""
