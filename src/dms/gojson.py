@@ -27,6 +27,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -180,7 +181,14 @@ def _encode_object(items: list[tuple[str, Any]], out: list[str], short: bool) ->
     out.append("}")
 
 
+# Strings with nothing to escape (base64 blobs, DIDs, paths: nearly all) are copied whole.
+_PLAIN = re.compile(r'[^"\\\x00-\x1f<>&\u2028\u2029\ud800-\udfff]*')
+
+
 def _encode_string(text: str, out: list[str], short: bool) -> None:
+    if _PLAIN.fullmatch(text):
+        out.append('"' + text + '"')
+        return
     out.append('"')
     for char in text:
         code = ord(char)
