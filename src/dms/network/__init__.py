@@ -1,4 +1,10 @@
-"""The peer-to-peer network under the actor system: one interface, several back-ends."""
+"""The peer-to-peer network under the actor system: one interface, several back-ends.
+
+``Libp2pNetwork`` is imported lazily: loading py-libp2p costs ~0.5 s and ~80 MiB, which CLI
+commands and in-memory simulations should not pay.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from dms.network._base import (
     DEFAULT_TIMEOUT,
@@ -16,6 +22,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_MESSAGE_SIZE",
     "InboxHandler",
+    "Libp2pNetwork",
     "MemoryFabric",
     "MemoryNetwork",
     "Network",
@@ -24,3 +31,15 @@ __all__ = [
     "TopicValidator",
     "Validation",
 ]
+
+
+if TYPE_CHECKING:
+    from dms.network._libp2p import Libp2pNetwork
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Libp2pNetwork":
+        from dms.network._libp2p import Libp2pNetwork
+
+        return Libp2pNetwork
+    raise AttributeError(f"module 'dms.network' has no attribute {name!r}")

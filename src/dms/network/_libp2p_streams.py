@@ -1,0 +1,271 @@
+"""Direct messages over libp2p streams: framing, deadlines, error mapping and stream reuse.
+
+Two wire protocols carry the same 8-byte little-endian length-prefixed frames
+(:mod:`dms.actor._frame`):
+
+* ``actor/<inbox>/messages/0.0.1`` — the Go DMS's protocol: one frame per new stream, written in
+  one call (Go reads the prefix with a single ``Read``), then the sender closes its write side.
+  Every peer understands it; it is the only thing a Go DMS understands.
+* :data:`REUSE_PROTOCOL` — ours: one long-lived stream per peer pair carrying many frames whose
+  body is ``uint16 LE inbox length ‖ inbox (UTF-8) ‖ data``. py-libp2p 0.8.1 spends ~5 ms of CPU
+  opening a stream (multistream-select, Yamux window updates, Noise frames), against ~1.7 ms
+  for a round trip on an open one (spec/py-libp2p-0.8.1.md §2), so peers that advertise this
+  protocol in identify share one stream per direction.
+
+py-libp2p has no stream deadlines and a frozen peer blocks a reader forever (§6), so nothing
+here awaits the network without a trio deadline set by the caller, and :func:`network_errors`
+turns timeouts and the library's many exception classes into :class:`NetworkTimeout` /
+:class:`NetworkError` with one-line messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from libp2p.custom_types import TProtocol
+
+from dms.actor._frame import FRAME_HEADER_SIZE, MAX_MESSAGE_SIZE, encode_frame, frame_length
+from dms.errors import DMSError, InvalidInput, NetworkError, NetworkTimeout
+
+log = logging.getLogger(__name__)
+
+#: Our multi-frame protocol (advertised through identify; the Go DMS does not speak it).
+REUSE_PROTOCOL = TProtocol("/nunet-py/actor/frames/1.0.0")
+
+_GO_PREFIX = "actor/"
+_GO_SUFFIX = "/messages/0.0.1"
+_INBOX_LEN = struct.Struct("<H")
+_CLOSE_TIMEOUT = 1.0
+
+
+def go_protocol(inbox: str) -> TProtocol:
+    """The Go DMS protocol ID for ``inbox`` (``actor/root/messages/0.0.1`` for the node)."""
+    return TProtocol(f"{_GO_PREFIX}{inbox}{_GO_SUFFIX}")
+
+
+@contextmanager
+def network_errors(what: str) -> Iterator[None]:
+    """Map a timeout to :class:`NetworkTimeout` and library errors to :class:`NetworkError`.
+
+    Wrap it *around* the ``trio.fail_after`` that bounds the operation, so the ``TooSlowError``
+    raised when that scope exits is caught here. ``what`` names the operation and the peer.
+    Our own :class:`DMSError` subclasses pass through unchanged; anything else the library
+    raises (``StreamEOF``, ``StreamReset``, ``SwarmException``, ``StreamFailure``,
+    ``MultiselectClientError``, ``OSError``, ``ValueError`` from multiaddr ...) is a failure
+    of the peer or the wire, not a bug of the caller.
+    """
+    try:
+        yield
+    except trio.TooSlowError:
+        raise NetworkTimeout(f"{what}: timed out") from None
+    except DMSError:
+        raise
+    except Exception as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        suffix = f": {detail}" if detail else ""
+        raise NetworkError(f"{what}: {type(exc).__name__}{suffix}") from exc
+
+
+def go_frame(data: bytes) -> bytes:
+    """The Go frame of ``data``; refuse (NetworkError) what Go's sender would refuse."""
+    try:
+        return encode_frame(data)
+    except InvalidInput as exc:
+        raise NetworkError(str(exc)) from None
+
+
+def reuse_frame(inbox: str, data: bytes) -> bytes | None:
+    """The frame of ``(inbox, data)`` on the reuse protocol, or None if it would exceed 1 MiB.
+
+    A message that fits Go's limit but not ours (the inbox header pushes it over) is sent on
+    the Go protocol instead, so both paths accept exactly the same messages.
+    """
+    name = inbox.encode()
+    body = _INBOX_LEN.pack(len(name)) + name + data
+    if FRAME_HEADER_SIZE + len(body) > MAX_MESSAGE_SIZE:
+        return None
+    return encode_frame(body)
+
+
+def split_reuse_body(body: bytes) -> tuple[str, bytes]:
+    """``(inbox, data)`` of a reuse-protocol frame body."""
+    if len(body) < _INBOX_LEN.size:
+        raise InvalidInput("short reuse frame: no inbox length")
+    (n,) = _INBOX_LEN.unpack_from(body)
+    end = _INBOX_LEN.size + n
+    if len(body) < end:
+        raise InvalidInput("short reuse frame: inbox truncated")
+    try:
+        inbox = body[_INBOX_LEN.size : end].decode()
+    except UnicodeDecodeError:
+        raise InvalidInput("reuse frame: inbox is not UTF-8") from None
+    return inbox, body[end:]
+
+
+async def read_exactly(stream: Any, n: int) -> bytes:
+    """Read exactly ``n`` bytes (libp2p reads may be short); EOF midway raises EOFError."""
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = await stream.read(n - len(buf))
+        except EOFError:
+            chunk = b""
+        if not chunk:
+            raise EOFError(f"stream ended after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+async def read_frame_header(stream: Any) -> int | None:
+    """The body length of the next frame, or None on a clean EOF before any byte.
+
+    Raises :class:`InvalidInput` for a declared length above 1 MiB (the caller resets the
+    stream without reading the body, so a peer cannot make us buffer more than the limit).
+    """
+    try:
+        first = await stream.read(FRAME_HEADER_SIZE)
+    except EOFError:
+        return None
+    if not first:
+        return None
+    header = first if len(first) == FRAME_HEADER_SIZE else first + await read_exactly(
+        stream, FRAME_HEADER_SIZE - len(first)
+    )
+    return frame_length(header)
+
+
+def _shielded(seconds: float) -> trio.CancelScope:
+    """A scope that outlives an outer cancellation but not ``seconds`` (cleanup paths)."""
+    return trio.CancelScope(deadline=trio.current_time() + seconds, shield=True)
+
+
+async def reset_quietly(stream: Any) -> None:
+    """Reset ``stream``, bounded and shielded: used on error paths and during cancellation."""
+    with _shielded(_CLOSE_TIMEOUT):
+        try:
+            await stream.reset()
+        except Exception as exc:  # already dead: nothing more to do
+            log.debug("reset failed: %s", exc)
+
+
+async def close_quietly(stream: Any) -> None:
+    """Close ``stream`` (FIN), bounded and shielded; reset it if the close fails."""
+    with _shielded(_CLOSE_TIMEOUT) as scope:
+        try:
+            await stream.close()
+            return
+        except Exception as exc:
+            log.debug("close failed: %s", exc)
+    if scope.cancelled_caught:
+        await reset_quietly(stream)
+
+
+@dataclass
+class _Link:
+    """Our side of the reuse stream to one peer."""
+
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    stream: Any = None
+    #: True/False once known (identify or a failed negotiation), None while unknown.
+    reuse: bool | None = None
+
+
+class StreamSender:
+    """Sends direct messages to remote peers, reusing one stream per peer where it can.
+
+    Every method must run under a deadline set by the caller (``trio.fail_after``) and inside
+    :func:`network_errors`; this class only decides which stream to use. Writes on a shared
+    stream are serialised by a ``trio.Lock`` (FIFO, so per-sender order is kept), and a write
+    interrupted by the deadline resets that stream: a partly written frame would corrupt every
+    frame after it.
+    """
+
+    def __init__(self, host: Any, *, reuse: bool) -> None:
+        self._host = host
+        self._reuse = reuse
+        self._links: dict[Any, _Link] = {}
+
+    def _protocols(self, peer: Any) -> set[str] | None:
+        """Protocols the peer advertised in identify, or None if identify has not finished."""
+        try:
+            protocols = self._host.get_peerstore().get_protocols(peer)
+        except Exception:
+            return None
+        return {str(p) for p in protocols} or None
+
+    async def send(self, peer: Any, inbox: str, data: bytes) -> None:
+        """Deliver one message to ``inbox`` on ``peer`` (caller holds the deadline)."""
+        frame = go_frame(data)
+        if self._reuse:
+            protocols = self._protocols(peer)
+            link = self._links.setdefault(peer, _Link())
+            if protocols is not None:
+                link.reuse = REUSE_PROTOCOL in protocols
+            # An inbox the peer did not list may have been registered after identify ran:
+            # the Go protocol gives a definite answer (negotiation fails if it is unknown).
+            listed = protocols is None or go_protocol(inbox) in protocols
+            body = reuse_frame(inbox, data)
+            usable = link.reuse is not False and listed and body is not None
+            if usable and body is not None and await self._send_reused(peer, link, body):
+                return
+        await self.send_one(peer, inbox, frame)
+
+    async def send_one(self, peer: Any, inbox: str, frame: bytes) -> None:
+        """Go's way: a new stream, one write of the whole frame, then close our side."""
+        stream = await self._host.new_stream(peer, [go_protocol(inbox)])
+        try:
+            await stream.write(frame)
+            await stream.close()
+        except BaseException:
+            await reset_quietly(stream)
+            raise
+
+    async def _send_reused(self, peer: Any, link: _Link, frame: bytes) -> bool:
+        """Write ``frame`` on the peer's reuse stream; False if the peer turns out not to speak it.
+
+        A failed write drops the stream and retries once on a fresh one (the old one may simply
+        have been closed by the peer); a second failure propagates.
+        """
+        async with link.lock:
+            for attempt in (1, 2):
+                if link.stream is None:
+                    try:
+                        link.stream = await self._host.new_stream(peer, [REUSE_PROTOCOL])
+                    except Exception as exc:
+                        if link.reuse is None and type(exc).__name__ == "StreamFailure":
+                            # Protocol refused before identify told us: a Go-only peer.
+                            link.reuse = False
+                            return False
+                        raise
+                    link.reuse = True
+                stream = link.stream
+                try:
+                    await stream.write(frame)
+                    return True
+                except BaseException as exc:
+                    link.stream = None
+                    await reset_quietly(stream)
+                    if attempt == 2 or not isinstance(exc, Exception):
+                        raise
+                    log.debug("reuse stream to %s failed (%s); reopening", peer, exc)
+        return True  # pragma: no cover - the loop returns or raises
+
+    async def drop(self, peer: Any) -> None:
+        """Forget the peer's reuse stream (dead or frozen peer); the next send reopens one."""
+        link = self._links.pop(peer, None)
+        if link is not None and link.stream is not None:
+            stream, link.stream = link.stream, None
+            await reset_quietly(stream)
+
+    async def close_all(self) -> None:
+        """Close every reuse stream (shutdown): the peer reads a clean EOF."""
+        for peer in list(self._links):
+            link = self._links.pop(peer)
+            if link.stream is not None:
+                await close_quietly(link.stream)

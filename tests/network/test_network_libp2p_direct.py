@@ -1,0 +1,271 @@
+"""Direct messages between real py-libp2p hosts on 127.0.0.1 (one trio process)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from dms.crypto import Ed25519PrivateKey, peer_id_from_public_key
+from dms.errors import NetworkError
+from dms.network import MAX_MESSAGE_SIZE
+from dms.network._libp2p import Libp2pNetwork
+from dms.network._libp2p_streams import REUSE_PROTOCOL, go_protocol
+
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+
+
+@asynccontextmanager
+async def running(*nets: Libp2pNetwork) -> AsyncIterator[trio.Nursery]:
+    async with trio.open_nursery() as nursery:
+        for net in nets:
+            await nursery.start(net.run)
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+def new_net(**kwargs: object) -> Libp2pNetwork:
+    return Libp2pNetwork(Ed25519PrivateKey.generate(), LOOPBACK, **kwargs)  # type: ignore[arg-type]
+
+
+def collector() -> tuple[list[tuple[bytes, str]], Callable[[bytes, str], object]]:
+    got: list[tuple[bytes, str]] = []
+
+    async def handler(data: bytes, remote: str) -> None:
+        got.append((data, remote))
+
+    return got, handler
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    with trio.fail_after(timeout):
+        while not cond():
+            await trio.sleep(0.02)
+
+
+async def wait_identified(a: Libp2pNetwork, b: Libp2pNetwork) -> None:
+    """Until ``a`` has ``b``'s identify record (its protocol list)."""
+    await wait_for(lambda: any(p.peer_id == b.host_id and p.protocols for p in a.peers()))
+
+
+def test_host_id_is_our_key() -> None:
+    key = Ed25519PrivateKey.generate()
+    net = Libp2pNetwork(key, LOOPBACK)
+    assert net.host_id == str(peer_id_from_public_key(key.public_key))
+
+
+async def test_send_arrives_with_authenticated_peer_id() -> None:
+    a, b = new_net(), new_net()
+    got, handler = collector()
+    b.register_inbox("root", handler)
+    async with running(a, b):
+        assert await a.connect(b.listen_addresses()[0]) == b.host_id
+        await a.send(b.host_id, "root", b'{"hello":1}', timeout=5)
+        await wait_for(lambda: len(got) == 1)
+        assert got == [(b'{"hello":1}', a.host_id)]
+        # and back, over the inbound connection
+        got_a, handler_a = collector()
+        a.register_inbox("root", handler_a)
+        await wait_identified(b, a)
+        await b.send(a.host_id, "root", b"back", timeout=5)
+        await wait_for(lambda: got_a == [(b"back", b.host_id)])
+
+
+async def test_concurrent_senders_share_one_reused_stream_in_order() -> None:
+    a, b = new_net(), new_net()
+    got, handler = collector()
+    b.register_inbox("root", handler)
+    opened: list[object] = []
+    async with running(a, b):
+        await a.connect(b.listen_addresses()[0])
+        await wait_identified(a, b)
+        assert REUSE_PROTOCOL in next(p.protocols for p in a.peers())
+        original = a._host.new_stream
+
+        async def counting_new_stream(peer: object, protocols: list[str]) -> object:
+            opened.append(protocols)
+            return await original(peer, protocols)
+
+        a._host.new_stream = counting_new_stream
+
+        async def sender(k: int) -> None:
+            for i in range(50):
+                await a.send(b.host_id, "root", f"{k}:{i}".encode(), timeout=10)
+
+        async with trio.open_nursery() as senders:
+            for k in range(10):
+                senders.start_soon(sender, k)
+        await wait_for(lambda: len(got) == 500, timeout=20)
+        assert opened == [[REUSE_PROTOCOL]]
+        for k in range(10):
+            seq = [int(d.split(b":")[1]) for d, _ in got if d.startswith(f"{k}:".encode())]
+            assert seq == list(range(50))
+        assert {r for _, r in got} == {a.host_id}
+
+
+async def test_peer_without_reuse_gets_one_stream_per_message() -> None:
+    a = new_net()
+    go_like = new_net(reuse_streams=False)  # stands in for the Go DMS
+    got, handler = collector()
+    go_like.register_inbox("root", handler)
+    opened: list[object] = []
+    async with running(a, go_like):
+        await a.connect(go_like.listen_addresses()[0])
+        await wait_identified(a, go_like)
+        assert REUSE_PROTOCOL not in next(p.protocols for p in a.peers())
+        original = a._host.new_stream
+
+        async def counting_new_stream(peer: object, protocols: list[str]) -> object:
+            opened.append(protocols)
+            return await original(peer, protocols)
+
+        a._host.new_stream = counting_new_stream
+        for i in range(20):
+            await a.send(go_like.host_id, "root", b"m%d" % i, timeout=5)
+        await wait_for(lambda: len(got) == 20)
+        assert opened == [[go_protocol("root")]] * 20
+        assert {r for _, r in got} == {a.host_id}
+
+
+async def test_reuse_negotiation_before_identify_falls_back() -> None:
+    """A send racing identify tries the reuse protocol, learns it is refused, uses Go's."""
+    a = new_net()
+    go_like = new_net(reuse_streams=False)
+    got, handler = collector()
+    go_like.register_inbox("root", handler)
+    async with running(a, go_like):
+        await a.connect(go_like.listen_addresses()[0])
+        a._host.get_peerstore().get_protocols = lambda peer: []  # identify not done yet
+        for i in range(3):
+            await a.send(go_like.host_id, "root", b"x%d" % i, timeout=5)
+        await wait_for(lambda: len(got) == 3)
+
+
+async def test_oversized_frame_is_reset_and_never_delivered() -> None:
+    a, b = new_net(), new_net()
+    got, handler = collector()
+    b.register_inbox("root", handler)
+    async with running(a, b):
+        await a.connect(b.listen_addresses()[0])
+        for protocol in (go_protocol("root"), REUSE_PROTOCOL):
+            stream = await a._host.new_stream(b._host.get_id(), [protocol])
+            await stream.write(struct.pack("<Q", 2 << 20) + b"x" * 1000)
+            with trio.fail_after(5), pytest.raises(Exception):  # noqa: B017
+                while await stream.read(100):
+                    pass
+                raise EOFError
+        # the host still works afterwards
+        await a.send(b.host_id, "root", b"ok", timeout=5)
+        await wait_for(lambda: len(got) == 1)
+        assert got[0][0] == b"ok"
+
+
+async def test_two_mib_refused_locally() -> None:
+    a, b = new_net(), new_net()
+    got, handler = collector()
+    b.register_inbox("root", handler)
+    async with running(a, b):
+        await a.connect(b.listen_addresses()[0])
+        with pytest.raises(NetworkError, match="too large"):
+            await a.send(b.host_id, "root", b"x" * (2 << 20), timeout=5)
+        with pytest.raises(NetworkError, match="too large"):
+            await a.send(a.host_id, "root", b"x" * (2 << 20), timeout=5)
+        biggest = b"y" * (MAX_MESSAGE_SIZE - 8)
+        await a.send(b.host_id, "root", biggest, timeout=10)
+        await wait_for(lambda: len(got) == 1)
+        assert got[0][0] == biggest
+
+
+async def test_unknown_inbox() -> None:
+    a, b = new_net(), new_net()
+    got, handler = collector()
+    b.register_inbox("root", handler)
+    async with running(a, b):
+        await a.connect(b.listen_addresses()[0])
+        await wait_identified(a, b)
+        with pytest.raises(NetworkError, match="nope"):
+            await a.send(b.host_id, "nope", b"x", timeout=5)
+        b.unregister_inbox("root")
+        b.unregister_inbox("never-registered")
+        with pytest.raises(NetworkError):
+            await a.send(a.host_id, "nope", b"x", timeout=5)
+        # an inbox registered after identify is still reachable (Go protocol fallback)
+        late, late_handler = collector()
+        b.register_inbox("late", late_handler)
+        await a.send(b.host_id, "late", b"hi", timeout=5)
+        await wait_for(lambda: late == [(b"hi", a.host_id)])
+        assert got == []
+
+
+async def test_local_delivery_without_the_wire() -> None:
+    a = new_net()
+    got, handler = collector()
+    a.register_inbox("root", handler)
+    async with running(a):
+        for i in range(10):
+            await a.send(a.host_id, "root", b"%d" % i, timeout=1)
+        await wait_for(lambda: len(got) == 10)
+        assert got == [(b"%d" % i, a.host_id) for i in range(10)]
+        assert a.peers() == []
+
+
+async def test_ping_peers_and_find_peer() -> None:
+    a, b, c = new_net(), new_net(), new_net()
+    async with running(a, b, c):
+        await a.connect(b.listen_addresses()[0])
+        await c.connect(b.listen_addresses()[0])
+        rtt = await a.ping(b.host_id, timeout=5)
+        assert 0 < rtt < 1
+        info = {p.peer_id: p for p in a.peers()}
+        assert info[b.host_id].rtt_seconds == rtt
+        assert any("/tcp/" in addr for addr in info[b.host_id].addresses)
+        assert list(await a.find_peer(b.host_id)) == list(info[b.host_id].addresses)
+        # c is only known through b's DHT
+        await wait_for(lambda: b._dht.get_routing_table_size() >= 2, timeout=10)
+        await wait_for(lambda: a._dht.get_routing_table_size() >= 1, timeout=10)
+        found = await a.find_peer(c.host_id, timeout=10)
+        c_port = c.listen_addresses()[0].split("/tcp/")[1].split("/")[0]
+        assert any(f"/tcp/{c_port}" in addr for addr in found)
+        with pytest.raises(NetworkError):
+            await a.ping(Libp2pNetwork(Ed25519PrivateKey.generate(), LOOPBACK).host_id, timeout=2)
+
+
+async def test_bootstrap_peers_and_bad_addresses() -> None:
+    b = new_net()
+    async with running(b):
+        a = Libp2pNetwork(
+            Ed25519PrivateKey.generate(),
+            LOOPBACK,
+            [b.listen_addresses()[0], "/ip4/127.0.0.1/tcp/1/p2p/" + new_net().host_id],
+        )
+        async with running(a):
+            await wait_for(lambda: [p.peer_id for p in a.peers()] == [b.host_id])
+            with pytest.raises(Exception, match="p2p"):
+                await a.connect("/ip4/127.0.0.1/tcp/1")
+
+
+async def test_new_inbox_is_announced_and_reused() -> None:
+    a, b = new_net(), new_net()
+    async with running(a, b):
+        await a.connect(b.listen_addresses()[0])
+        await wait_identified(a, b)
+        got, handler = collector()
+        b.register_inbox("alloc-1", handler)
+        await wait_for(
+            lambda: any(go_protocol("alloc-1") in p.protocols for p in a.peers()), timeout=5
+        )
+        opened: list[object] = []
+        original = a._host.new_stream
+
+        async def counting_new_stream(peer: object, protocols: list[str]) -> object:
+            opened.append(protocols)
+            return await original(peer, protocols)
+
+        a._host.new_stream = counting_new_stream
+        for i in range(5):
+            await a.send(b.host_id, "alloc-1", b"%d" % i, timeout=5)
+        await wait_for(lambda: len(got) == 5)
+        assert opened == [[REUSE_PROTOCOL]]
