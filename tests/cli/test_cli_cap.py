@@ -103,14 +103,40 @@ def walkthrough(n: Nunet) -> Walkthrough:
     user, dms = n.out("key", "did", "user"), n.out("key", "did", "dms")
     n.run("cap", "anchor", "--context", "dms", "--root", user)
     grant = n.out(
-        "cap", "grant", "--context", "user", "--cap", "/public", "--cap", "/broadcast",
-        "--cap", "/dms/deployment", "--topic", "/nunet", "--duration", "720h", dms,
+        "cap",
+        "grant",
+        "--context",
+        "user",
+        "--cap",
+        "/public",
+        "--cap",
+        "/broadcast",
+        "--cap",
+        "/dms/deployment",
+        "--topic",
+        "/nunet",
+        "--duration",
+        "720h",
+        dms,
     )
     n.run("cap", "anchor", "--context", "dms", "--provide", grant)
     orchestrator = n.out("key", "new", "orchestrator")
     delegated = n.out(
-        "cap", "delegate", "--context", "dms", "--cap", "/public", "--cap", "/dms/deployment",
-        "--topic", "/nunet", "--duration", "24h", "--depth", "1", orchestrator,
+        "cap",
+        "delegate",
+        "--context",
+        "dms",
+        "--cap",
+        "/public",
+        "--cap",
+        "/dms/deployment",
+        "--topic",
+        "/nunet",
+        "--duration",
+        "24h",
+        "--depth",
+        "1",
+        orchestrator,
     )
     return Walkthrough(user, dms, orchestrator, grant, delegated)
 
@@ -159,8 +185,14 @@ def test_wrong_passphrase_is_one_line_and_changes_nothing(nunet: Nunet) -> None:
     w = walkthrough(nunet)
     before = nunet.cap_dir_snapshot()
     nunet.fails(
-        "cap", "anchor", "-c", "dms", "--root", w.orchestrator,
-        match="wrong passphrase for key 'dms'", DMS_PASSPHRASE="wrong",
+        "cap",
+        "anchor",
+        "-c",
+        "dms",
+        "--root",
+        w.orchestrator,
+        match="wrong passphrase for key 'dms'",
+        DMS_PASSPHRASE="wrong",
     )
     assert nunet.cap_dir_snapshot() == before
 
@@ -191,15 +223,41 @@ def test_bad_flags_give_clear_errors(nunet: Nunet) -> None:
 def test_delegation_never_exceeds_what_was_provided(nunet: Nunet) -> None:
     w = walkthrough(nunet)
     nunet.fails(
-        "cap", "delegate", "-c", "dms", "--cap", "/dms/node", "--duration", "1h", w.orchestrator,
+        "cap",
+        "delegate",
+        "-c",
+        "dms",
+        "--cap",
+        "/dms/node",
+        "--duration",
+        "1h",
+        w.orchestrator,
         match="no provide anchor",
     )
     nunet.fails(
-        "cap", "delegate", "-c", "dms", "--cap", "/public", "--topic", "/other",
-        "--duration", "1h", w.orchestrator, match="no provide anchor",
+        "cap",
+        "delegate",
+        "-c",
+        "dms",
+        "--cap",
+        "/public",
+        "--topic",
+        "/other",
+        "--duration",
+        "1h",
+        w.orchestrator,
+        match="no provide anchor",
     )
     nunet.fails(
-        "cap", "delegate", "-c", "user", "--cap", "/public", "--duration", "1h", w.dms,
+        "cap",
+        "delegate",
+        "-c",
+        "user",
+        "--cap",
+        "/public",
+        "--duration",
+        "1h",
+        w.dms,
         match="no provide anchor",
     )
 

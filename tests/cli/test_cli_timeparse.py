@@ -12,8 +12,16 @@ S = 1_000_000_000
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("90s", 90 * S), ("1h30m", 5400 * S), ("720h", 720 * 3600 * S), ("1.5h", 5400 * S),
-     ("7d", 7 * 86400 * S), ("250ms", 250_000_000), ("3us", 3000), ("1m0.5s", 60 * S + S // 2)],
+    [
+        ("90s", 90 * S),
+        ("1h30m", 5400 * S),
+        ("720h", 720 * 3600 * S),
+        ("1.5h", 5400 * S),
+        ("7d", 7 * 86400 * S),
+        ("250ms", 250_000_000),
+        ("3us", 3000),
+        ("1m0.5s", 60 * S + S // 2),
+    ],
 )
 def test_go_durations(text: str, expected: int) -> None:
     assert parse_duration_ns(text) == expected

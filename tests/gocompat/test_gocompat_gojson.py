@@ -14,8 +14,36 @@ from dms import gojson
 from tests.gocompat.goprog import run_lines
 
 SPECIAL_CHARS = [
-    0, 1, 7, 8, 9, 10, 12, 13, 27, 31, 32, 34, 38, 39, 47, 60, 62, 92, 127, 128, 255,
-    0x2027, 0x2028, 0x2029, 0xFEFF, 0xFFFD, 0x1F600, 0x10FFFF, 0xE9, 0x4E2D,
+    0,
+    1,
+    7,
+    8,
+    9,
+    10,
+    12,
+    13,
+    27,
+    31,
+    32,
+    34,
+    38,
+    39,
+    47,
+    60,
+    62,
+    92,
+    127,
+    128,
+    255,
+    0x2027,
+    0x2028,
+    0x2029,
+    0xFEFF,
+    0xFFFD,
+    0x1F600,
+    0x10FFFF,
+    0xE9,
+    0x4E2D,
 ]
 
 
@@ -87,8 +115,25 @@ def test_every_escape_class_matches_go(go_program: Callable[[str], Path]) -> Non
 
 def test_float64_edges_match_go(go_program: Callable[[str], Path]) -> None:
     edges = [
-        0.0, -0.0, 1e-6, 9.999999e-7, 1e-7, 1e20, 1e21, 123456789012345680000.0, 0.1, 1 / 3,
-        5e-324, 1.7976931348623157e308, 2.5e-8, 1e100, -1e-100, 3.0, 100.5, 4.0e9, 2.4e9,
+        0.0,
+        -0.0,
+        1e-6,
+        9.999999e-7,
+        1e-7,
+        1e20,
+        1e21,
+        123456789012345680000.0,
+        0.1,
+        1 / 3,
+        5e-324,
+        1.7976931348623157e308,
+        2.5e-8,
+        1e100,
+        -1e-100,
+        3.0,
+        100.5,
+        4.0e9,
+        2.4e9,
     ]
     rng = random.Random(7)
     edges += [_random_float(rng) for _ in range(400)]

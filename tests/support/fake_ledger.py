@@ -45,7 +45,6 @@ with open(out, "w") as f:
 """
 
 
-
 def write_fake_ledger_cli(bin_dir: Path) -> Path:
     """Write an executable ``ledger-cli`` into ``bin_dir`` (put it first on PATH to use it)."""
     script = bin_dir / "ledger-cli"

@@ -18,12 +18,12 @@ def test_struct_keeps_field_order_and_map_sorts_keys() -> None:
 def test_html_characters_are_escaped_like_go() -> None:
     # Go's encoding/json HTML-escapes <, > and & and escapes U+2028/U+2029 by default.
     assert gojson.marshal("<a href='x'>&</a>\u2028\u2029") == (
-        b'"\\u003ca href=\'x\'\\u003e\\u0026\\u003c/a\\u003e\\u2028\\u2029"'
+        b"\"\\u003ca href='x'\\u003e\\u0026\\u003c/a\\u003e\\u2028\\u2029\""
     )
 
 
 def test_control_characters_use_go_escapes() -> None:
-    assert gojson.marshal("\n\r\t\x00\x1f\x7f\"\\") == b'"\\n\\r\\t\\u0000\\u001f\x7f\\"\\\\"'
+    assert gojson.marshal('\n\r\t\x00\x1f\x7f"\\') == b'"\\n\\r\\t\\u0000\\u001f\x7f\\"\\\\"'
     assert gojson.marshal("\b\f") == b'"\\u0008\\u000c"'
     assert gojson.marshal("\b\f", short_bf_escapes=True) == b'"\\b\\f"'
 

@@ -19,9 +19,7 @@ from dms.crypto import read_passphrase
 
 _state: dict[str, Path | None] = {"config_path": None}
 
-ContextOption = typer.Option(
-    "user", "--context", "-c", help="Capability context (and key) to use."
-)
+ContextOption = typer.Option("user", "--context", "-c", help="Capability context (and key) to use.")
 
 
 def set_config_path(path: Path | None) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from dms import __version__
-from dms.cli import _cap, _config, _key
+from dms.cli import _actor, _cap, _config, _devnet, _key, _run
 from dms.cli._common import set_config_path
 from dms.errors import DMSError
 
@@ -28,6 +28,9 @@ app = typer.Typer(
 app.add_typer(_key.app, name="key")
 app.add_typer(_cap.app, name="cap")
 app.add_typer(_config.app, name="config")
+app.command("run")(_run.run)
+app.add_typer(_actor.app, name="actor")
+app.add_typer(_devnet.app, name="devnet")
 
 
 @app.callback()

@@ -136,7 +136,5 @@ class Network(ABC):
         """Round-trip time to ``peer_id`` in seconds (NetworkTimeout past ``timeout``)."""
 
     @abstractmethod
-    async def find_peer(
-        self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> Sequence[str]:
+    async def find_peer(self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> Sequence[str]:
         """Addresses of ``peer_id`` from the peer store or the DHT (empty if unknown)."""

@@ -450,9 +450,7 @@ class Libp2pNetwork(Network):
         self._liveness.record(peer, rtt)
         return rtt
 
-    async def find_peer(
-        self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> Sequence[str]:
+    async def find_peer(self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> Sequence[str]:
         peer = self._parse_peer(peer_id)
         if peer == self._id:
             return [str(a) for a in self._host.get_transport_addrs()]

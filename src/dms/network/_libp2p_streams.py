@@ -134,8 +134,10 @@ async def read_frame_header(stream: Any) -> int | None:
         return None
     if not first:
         return None
-    header = first if len(first) == FRAME_HEADER_SIZE else first + await read_exactly(
-        stream, FRAME_HEADER_SIZE - len(first)
+    header = (
+        first
+        if len(first) == FRAME_HEADER_SIZE
+        else first + await read_exactly(stream, FRAME_HEADER_SIZE - len(first))
     )
     return frame_length(header)
 

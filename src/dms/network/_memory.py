@@ -63,9 +63,7 @@ class MemoryFabric:
     def reachable(self, a: str, b: str) -> bool:
         """True if ``a`` can talk to ``b`` (both running, link not cut)."""
         target = self.hosts.get(b)
-        return (
-            target is not None and target.running and frozenset((a, b)) not in self.partitions
-        )
+        return target is not None and target.running and frozenset((a, b)) not in self.partitions
 
 
 class _Inbox:
@@ -223,9 +221,7 @@ class MemoryNetwork(Network):
         await trio.lowlevel.checkpoint()
         return trio.current_time() - start
 
-    async def find_peer(
-        self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> Sequence[str]:
+    async def find_peer(self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> Sequence[str]:
         if peer_id in self._fabric.hosts:
             return [self._fabric.address_of(peer_id)]
         return []

@@ -449,9 +449,7 @@ class CapabilityContext:
         drop_roots, drop_require, drop_provide = set(roots), set(require), set(provide)
         drop_revoke = set(revoke)
         with self._lock:
-            before = (
-                len(self._roots) + len(self._require) + len(self._provide) + len(self._revoke)
-            )
+            before = len(self._roots) + len(self._require) + len(self._provide) + len(self._revoke)
             self._roots = [r for r in self._roots if r not in drop_roots]
             self._require = [t for t in self._require if t not in drop_require]
             self._provide = [t for t in self._provide if t not in drop_provide]

@@ -1,0 +1,275 @@
+"""``nunet actor``: build, sign and relay actor messages through a running DMS (Go CLI names).
+
+``msg`` builds a signed envelope; ``send`` / ``invoke`` / ``broadcast`` relay one; ``cmd
+<behavior>`` does both for a known behaviour, with that behaviour's payload flags. Messages are
+signed with an ephemeral actor key and the tokens of the chosen capability context (see
+:mod:`dms.client`); the DMS's REST API only relays them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dms.actor import Envelope
+from dms.cli._common import config_path, passphrase_reader, user_dir
+from dms.cli._render import render
+from dms.cli._timeparse import parse_duration_ns, parse_expiry_ns
+from dms.client import RestClient, UserMessage, build_message, payload_from_text
+from dms.config import load_config
+from dms.contexts import open_context
+from dms.errors import InvalidInput
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Send messages to actors through a running DMS (signed with your capability context).",
+)
+cmd_app = typer.Typer(
+    no_args_is_help=True,
+    help="Invoke a known behaviour with its flags (see each behaviour's --help).",
+)
+app.add_typer(cmd_app, name="cmd")
+
+ContextOpt = Annotated[
+    str, typer.Option("--context", "-c", help="Capability context that signs (default: user).")
+]
+DestOpt = Annotated[
+    str | None, typer.Option("--dest", "-d", help="Destination DID, peer ID or handle JSON.")
+]
+TimeoutOpt = Annotated[
+    str | None, typer.Option("--timeout", "-t", help="Message lifetime, e.g. 10s (default 30s).")
+]
+ExpiryOpt = Annotated[
+    str | None, typer.Option("--expiry", "-e", help="Message expiry as an ISO date-time.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
+
+
+def _rest() -> RestClient:
+    rest = load_config(config_path()).rest
+    host = "127.0.0.1" if rest.addr in ("0.0.0.0", "") else rest.addr
+    host = f"[{host}]" if ":" in host else host
+    return RestClient(f"http://{host}:{rest.port}")
+
+
+def _build(
+    context: str,
+    behavior: str,
+    payload: Any,
+    *,
+    dest: str | None = None,
+    topic: str | None = None,
+    invocation: bool = False,
+    timeout: str | None = None,
+    expiry: str | None = None,
+    client: RestClient | None = None,
+) -> UserMessage:
+    rest = client or _rest()
+    capabilities = open_context(user_dir(), context, passphrase_reader(context))
+    return build_message(
+        capabilities,
+        rest.handle(),
+        behavior,
+        payload,
+        destination=dest,
+        topic=topic,
+        invocation=invocation,
+        timeout_s=parse_duration_ns(timeout) / 1e9 if timeout else None,
+        expiry_ns=parse_expiry_ns(expiry) if expiry else None,
+    )
+
+
+def _read_envelope(text: str) -> Envelope:
+    data = sys.stdin.read() if text == "-" else text
+    if text.startswith("@"):
+        try:
+            data = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {text[1:]}: {exc.strerror}") from None
+    return Envelope.from_json(data.strip())
+
+
+def _show_reply(reply: Envelope, as_json: bool) -> None:
+    render(reply.decode_payload(), as_json=as_json)
+
+
+def _show_replies(replies: list[Envelope], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps([r.decode_payload() for r in replies], indent=2))
+        return
+    if not replies:
+        typer.echo("no replies before the message expired")
+    for reply in replies:
+        render(reply.decode_payload(), as_json=False, title=f"from {reply.from_.address.host}")
+
+
+@app.command("msg")
+def msg(
+    behavior: Annotated[str, typer.Argument(help="Behaviour, e.g. /public/hello.")],
+    payload: Annotated[str | None, typer.Argument(help="Payload: JSON, or a plain string.")] = None,
+    context: ContextOpt = "user",
+    dest: DestOpt = None,
+    broadcast: Annotated[
+        str | None, typer.Option("--broadcast", "-b", help="Broadcast on this topic.")
+    ] = None,
+    invoke: Annotated[bool, typer.Option("--invoke", "-i", help="Build an invocation.")] = False,
+    timeout: TimeoutOpt = None,
+    expiry: ExpiryOpt = None,
+) -> None:
+    """Build and sign a message; print it as JSON (pipe it to send, invoke or broadcast)."""
+    message = _build(
+        context,
+        behavior,
+        payload_from_text(payload),
+        dest=dest,
+        topic=broadcast,
+        invocation=invoke,
+        timeout=timeout,
+        expiry=expiry,
+    )
+    typer.echo(message.to_json())
+
+
+EnvelopeArg = Annotated[
+    str, typer.Argument(help="Message JSON from `nunet actor msg` (- = stdin).")
+]
+
+
+@app.command("send")
+def send(message: EnvelopeArg) -> None:
+    """Relay a signed message without waiting for a reply."""
+    _rest().send(_read_envelope(message))
+    typer.echo("message sent")
+
+
+@app.command("invoke")
+def invoke(message: EnvelopeArg, as_json: JsonOpt = False) -> None:
+    """Relay a signed invocation and print the reply's payload."""
+    _show_reply(_rest().invoke(_read_envelope(message)), as_json)
+
+
+@app.command("broadcast")
+def broadcast(message: EnvelopeArg, as_json: JsonOpt = False) -> None:
+    """Relay a signed broadcast and print every reply collected until it expires."""
+    _show_replies(_rest().broadcast(_read_envelope(message)), as_json)
+
+
+# -- nunet actor cmd <behavior> ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One payload flag of a behaviour command; ``key`` is the Go payload field it fills."""
+
+    name: str
+    short: str
+    key: str
+    help: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class BehaviorCommand:
+    """A behaviour the CLI knows: how to build its payload and whether it is a broadcast."""
+
+    behavior: str
+    help: str
+    topic: str = ""
+    flags: tuple[Flag, ...] = field(default_factory=tuple)
+
+
+CATALOG: tuple[BehaviorCommand, ...] = (
+    BehaviorCommand("/public/hello", "Say hello to an actor; it answers with its DID."),
+    BehaviorCommand("/public/status", "Status and machine resources of an actor's node."),
+    BehaviorCommand(
+        "/broadcast/hello", "Broadcast hello on /nunet/hello; every node answers.", "/nunet/hello"
+    ),
+    BehaviorCommand("/dms/node/peers/list", "Peers the node is connected to."),
+    BehaviorCommand("/dms/node/peers/self", "The node's peer ID and listen addresses."),
+    BehaviorCommand(
+        "/dms/node/peers/ping",
+        "Ping a peer from the node.",
+        flags=(Flag("host", "H", "Host", "Peer ID to ping."),),
+    ),
+    BehaviorCommand(
+        "/dms/node/peers/connect",
+        "Make the node connect to a peer.",
+        flags=(Flag("address", "a", "Address", "Multiaddr ending in /p2p/<peer id>."),),
+    ),
+    BehaviorCommand("/dms/node/peers/dht", "Peers in the node's DHT routing table."),
+    BehaviorCommand("/dms/node/peers/score", "The node's view of its peers' scores."),
+)
+
+
+def _run_behavior(spec: BehaviorCommand, values: dict[str, Any]) -> None:
+    payload = {flag.key: values[flag.name] for flag in spec.flags} or None
+    message = _build(
+        values["context"],
+        spec.behavior,
+        payload,
+        dest=values["dest"],
+        topic=spec.topic or None,
+        invocation=not spec.topic,
+        timeout=values["timeout"],
+        expiry=values["expiry"],
+    )
+    rest = _rest()
+    if spec.topic:
+        _show_replies(rest.broadcast(message.envelope), values["as_json"])
+    else:
+        _show_reply(rest.invoke(message.envelope), values["as_json"])
+
+
+def _command_for(spec: BehaviorCommand) -> Callable[..., None]:
+    params = [
+        inspect.Parameter(
+            "context", inspect.Parameter.KEYWORD_ONLY, default="user", annotation=ContextOpt
+        ),
+        inspect.Parameter(
+            "timeout", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=TimeoutOpt
+        ),
+        inspect.Parameter(
+            "expiry", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ExpiryOpt
+        ),
+        inspect.Parameter(
+            "as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt
+        ),
+    ]
+    if not spec.topic:
+        params.append(
+            inspect.Parameter(
+                "dest", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DestOpt
+            )
+        )
+    for flag in spec.flags:
+        option = typer.Option(f"--{flag.name}", f"-{flag.short}", help=flag.help)
+        params.append(
+            inspect.Parameter(
+                flag.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=... if flag.required else None,
+                annotation=Annotated[str, option]
+                if flag.required
+                else Annotated[str | None, option],
+            )
+        )
+
+    def command(**values: Any) -> None:
+        values.setdefault("dest", None)
+        _run_behavior(spec, values)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = spec.help
+    command.__name__ = spec.behavior.strip("/").replace("/", "_")
+    return command
+
+
+for _spec in CATALOG:
+    cmd_app.command(_spec.behavior, help=_spec.help)(_command_for(_spec))

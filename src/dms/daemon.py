@@ -1,0 +1,125 @@
+"""``nunet run``: wiring and lifecycle of one DMS process.
+
+Loads the ``dms`` context (its key is the host key: DMS DID = actor ID = peer ID), starts the
+libp2p host, the node actor and the REST API in one trio nursery, and reports readiness. Cancelling
+the nursery is the whole shutdown: every component owns its tasks and sockets and closes them on
+cancellation, so SIGINT/SIGTERM simply cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from dms.actor import SecurityContext
+from dms.api import create_app, serve_api
+from dms.config import Config
+from dms.contexts import context_exists, context_file_name
+from dms.crypto import Ed25519PrivateKey
+from dms.did import KeyProvider, provider_for_context
+from dms.errors import ConfigError, InvalidInput
+from dms.network import Libp2pNetwork, Network
+from dms.node import Node
+from dms.ucan import CapabilityContext, load_context, new_context
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+else:
+    from trio import TaskStatus
+
+log = logging.getLogger("dms.daemon")
+
+DMS_CONTEXT = "dms"
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What a started daemon reports: who it is and where to reach it."""
+
+    peer_id: str
+    did: str
+    rest_url: str
+    listen_addresses: tuple[str, ...]
+
+
+def tcp_listen_addresses(addresses: list[str]) -> list[str]:
+    """The listen addresses py-libp2p can serve (TCP); others (QUIC) are logged and skipped."""
+    usable = [a for a in addresses if "/tcp/" in a and "/ws" not in a]
+    skipped = [a for a in addresses if a not in usable]
+    if skipped:
+        log.info("not listening on %s: only TCP transports are available", ", ".join(skipped))
+    if not usable:
+        raise ConfigError("p2p.listen_address has no TCP address (e.g. /ip4/0.0.0.0/tcp/9000)")
+    return usable
+
+
+def load_dms_identity(
+    user_dir: Path, context: str, passphrase: Callable[[bool], str]
+) -> tuple[Ed25519PrivateKey, CapabilityContext]:
+    """The DMS key and capability context, created on first run as the Go DMS does."""
+    provider = provider_for_context(user_dir, context, passphrase, create=True)
+    if not isinstance(provider, KeyProvider) or not isinstance(
+        provider.private_key, Ed25519PrivateKey
+    ):
+        raise InvalidInput(
+            f"context {context!r} cannot run a DMS: the host needs a local Ed25519 key"
+        )
+    name = context_file_name(context)
+    if context_exists(user_dir, context):
+        capabilities = load_context(user_dir, name, provider)
+    else:
+        capabilities = new_context(user_dir, name, provider)
+        log.info("created capability context %r for %s", name, provider.did.uri)
+    return provider.private_key, capabilities
+
+
+class Daemon:
+    """One DMS: network + node actor + REST API, started and stopped together."""
+
+    def __init__(
+        self,
+        config: Config,
+        key: Ed25519PrivateKey,
+        capabilities: CapabilityContext,
+        *,
+        network: Network | None = None,
+    ) -> None:
+        self.config = config
+        self.network = network or Libp2pNetwork(
+            key,
+            tcp_listen_addresses([str(a) for a in config.p2p.listen_address]),
+            [str(a) for a in config.p2p.bootstrap_peers],
+        )
+        self.security = SecurityContext(key, capabilities)
+        self.node = Node(self.network, self.security, config)
+
+    async def run(self, *, task_status: TaskStatus[Ready] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; ``task_status.started`` gets the :class:`Ready` report."""
+        start = time.monotonic()
+        app = create_app(self.network, lambda: self.node.actor.handle)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.network.run)
+            await nursery.start(self.node.run)
+            port = await nursery.start(serve_api, app, self.config.rest.addr, self.config.rest.port)
+            host = self.config.rest.addr
+            rest_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+            ready = Ready(
+                peer_id=self.network.host_id,
+                did=self.security.did.uri,
+                rest_url=rest_url,
+                listen_addresses=tuple(self.network.listen_addresses()),
+            )
+            log.info(
+                "DMS ready in %.2fs: peer %s, REST %s, listening on %s",
+                time.monotonic() - start,
+                ready.peer_id,
+                ready.rest_url,
+                " ".join(ready.listen_addresses),
+            )
+            task_status.started(ready)

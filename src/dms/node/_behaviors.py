@@ -1,0 +1,24 @@
+"""Installs every behaviour group on the node actor.
+
+One module per group (``_public``, ``_peers``, later onboarding, deployments, ...) so each Go
+``behaviors_*.go`` file has one counterpart; this is the single place that lists them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dms.node._hello import PUBLIC_HELLO
+from dms.node._peers import install_peers
+from dms.node._public import install_public
+
+if TYPE_CHECKING:
+    from dms.node._node import Node
+
+HELLO = PUBLIC_HELLO
+
+
+def install_behaviors(node: Node) -> None:
+    """Register the node's behaviours (each group module adds its own)."""
+    install_public(node)
+    install_peers(node)

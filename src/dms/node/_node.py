@@ -1,0 +1,66 @@
+"""The node actor: the DMS's root actor (inbox ``root``) and the services its behaviours use.
+
+A node's actor key *is* the DMS key, so its actor ID, its DID and its libp2p peer ID are the same
+key, as in the Go DMS. Behaviour groups live in their own modules and are installed here; the
+node also runs the hello exchange (:mod:`._hello`) next to its actor.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import trio
+
+from dms.actor import Actor, SecurityContext
+from dms.config import Config
+from dms.network import Network
+from dms.node._hello import HELLO_DELAY, PEER_POLL_INTERVAL, HelloExchange
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+else:
+    from trio import TaskStatus
+
+ROOT_INBOX = "root"
+
+
+class Node:
+    """The root actor of a DMS and what its behaviours need (config, network, start time).
+
+    ``hello_delay`` (Go: 10–20 s) and ``peer_poll_interval`` tune the hello exchange; tests
+    shorten them so the exchange happens in a fraction of a second.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        security: SecurityContext,
+        config: Config,
+        *,
+        hello_delay: tuple[float, float] = HELLO_DELAY,
+        peer_poll_interval: float = PEER_POLL_INTERVAL,
+    ) -> None:
+        self.network = network
+        self.security = security
+        self.config = config
+        self.actor = Actor(network, security, ROOT_INBOX)
+        self.started_at = 0.0
+        #: Gossip topics the behaviours listen on (subscribed when the node runs).
+        self.topics: set[str] = set()
+        self.hello = HelloExchange(
+            self.actor, network, delay=hello_delay, poll_interval=peer_poll_interval
+        )
+        from dms.node._behaviors import install_behaviors
+
+        install_behaviors(self)
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the node actor and the hello exchange until cancelled."""
+        self.started_at = time.time()
+        for topic in sorted(self.topics):
+            await self.actor.subscribe(topic)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.actor.run)
+            await nursery.start(self.hello.run)
+            task_status.started()
