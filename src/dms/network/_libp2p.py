@@ -450,6 +450,10 @@ class Libp2pNetwork(Network):
         self._liveness.record(peer, rtt)
         return rtt
 
+    def dht_peers(self) -> list[str]:
+        """Peer IDs in our Kademlia routing table (``/dms/node/peers/dht`` shows them)."""
+        return sorted(str(peer) for peer in self._dht.routing_table.get_peer_ids())
+
     async def find_peer(self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> Sequence[str]:
         peer = self._parse_peer(peer_id)
         if peer == self._id:
