@@ -40,4 +40,18 @@ nunet cap delegate --context dms --cap /public --cap /dms/deployment --topic /nu
 step "5. what the dms context holds"
 nunet cap list --context dms
 
-step "done: keys in $DMS_GENERAL_USER_DIR/key, contexts in $DMS_GENERAL_USER_DIR/cap"
+echo "keys in $DMS_GENERAL_USER_DIR/key, contexts in $DMS_GENERAL_USER_DIR/cap"
+
+step "6. a local DMS network: 3 real daemons on loopback, the user's DID as root of each"
+nunet devnet up --nodes 3 --dir "$demo_dir/devnet"
+trap 'nunet devnet down --dir "$demo_dir/devnet" >/dev/null 2>&1 || true' EXIT
+eval "$(nunet devnet env 1 --dir "$demo_dir/devnet")"
+NODE2_DID=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['nodes'][2]['did'])" "$demo_dir/devnet/devnet.json")
+
+step "7. through node1: its status, then hello to node2 (found through the DHT), then a broadcast"
+nunet actor cmd /public/status
+nunet actor cmd /public/hello --dest "$NODE2_DID"
+nunet actor cmd /dms/node/peers/list
+nunet actor cmd /broadcast/hello --timeout 3s
+
+step "done: the devnet stops now; rerun with: nunet devnet up --dir $demo_dir/devnet"

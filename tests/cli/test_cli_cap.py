@@ -21,7 +21,7 @@ import pytest
 from tests.gocompat.goprog import run_lines
 from tests.support.fake_ledger import write_fake_ledger_cli
 
-from dms.crypto import Ed25519PrivateKey, EthPublicKey
+from dms.crypto import Ed25519PrivateKey, EthPublicKey, peer_id_from_public_key
 from dms.did import DID, did_from_public_key, public_key_from_did
 from dms.ucan import parse_token, parse_token_list, verify_token
 
@@ -309,6 +309,7 @@ def test_key_commands(nunet: Nunet) -> None:
     expected = did_from_public_key(key.public_key).uri
     assert nunet.out("key", "import", "alice", key.seed.hex()) == expected
     assert nunet.out("key", "did", "alice") == expected
+    assert nunet.out("key", "peer-id", "alice") == str(peer_id_from_public_key(key.public_key))
     nunet.fails("key", "new", "alice", match="--force")
     assert nunet.out("key", "did", "alice") == expected  # not overwritten
     assert nunet.out("key", "new", "bob").startswith("did:key:z6Mk")

@@ -136,3 +136,21 @@ async def test_forged_expired_and_spoofed_envelopes_are_dropped(
         await trio.to_thread.run_sync(
             _wait_for_log, net, 1, f"dropped message '/public/hello' from {host}: {reason}"
         )
+
+
+def test_a_second_daemon_on_a_taken_port_fails_with_one_line(cli: Cli, tmp_path: Path) -> None:
+    taken = cli.net.nodes[0].rest_port
+    result = cli.run(
+        "run",
+        ok=False,
+        env={
+            "DMS_GENERAL_USER_DIR": str(tmp_path / "other"),
+            "DMS_REST_PORT": str(taken),
+            "DMS_P2P_LISTEN_ADDRESS": "/ip4/127.0.0.1/tcp/0",
+            "DMS_P2P_BOOTSTRAP_PEERS": "[]",
+        },
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"error: cannot listen on 127.0.0.1:{taken}: Address already in use"
+    assert "Traceback" not in result.stderr

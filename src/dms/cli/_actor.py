@@ -101,7 +101,7 @@ def _show_reply(reply: Envelope, as_json: bool) -> None:
 
 
 def _show_replies(replies: list[Envelope], as_json: bool) -> None:
-    if as_json:
+    if as_json or not sys.stdout.isatty():  # one JSON document for scripts and pipes
         typer.echo(json.dumps([r.decode_payload() for r in replies], indent=2))
         return
     if not replies:

@@ -13,6 +13,7 @@ from dms.did import (
     is_ledger_context,
     keystore_for,
     list_key_names,
+    peer_id_from_did,
     provider_for_context,
 )
 from dms.errors import InvalidInput
@@ -64,6 +65,13 @@ def did(name: NameArg) -> None:
     """Print the DID of a stored key (or of a Ledger: ledger, ledger:<account>)."""
     provider = provider_for_context(user_dir(), name, passphrase_reader(name), create=False)
     typer.echo(provider.did.uri)
+
+
+@app.command("peer-id")
+def peer_id(name: NameArg) -> None:
+    """Print the libp2p peer ID of a stored key (a DMS's peer ID is its ``dms`` key's)."""
+    provider = provider_for_context(user_dir(), name, passphrase_reader(name), create=False)
+    typer.echo(str(peer_id_from_did(provider.did)))
 
 
 @app.command("list")
