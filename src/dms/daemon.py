@@ -23,10 +23,10 @@ from dms.config import Config
 from dms.contexts import context_exists, context_file_name
 from dms.crypto import Ed25519PrivateKey
 from dms.did import KeyProvider, provider_for_context
-from dms.errors import ConfigError, InvalidInput
+from dms.errors import ConfigError, DMSError, InvalidInput
 from dms.network import Libp2pNetwork, Network
 from dms.node import Node
-from dms.ucan import CapabilityContext, load_context, new_context
+from dms.ucan import CapabilityContext, cap_path, load_context, new_context, reload_context
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -36,6 +36,8 @@ else:
 log = logging.getLogger("dms.daemon")
 
 DMS_CONTEXT = "dms"
+#: How often a running DMS checks its .cap file for changes made by `nunet cap` (seconds).
+CAPABILITY_RELOAD_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -123,3 +125,31 @@ class Daemon:
                 " ".join(ready.listen_addresses),
             )
             task_status.started(ready)
+            nursery.start_soon(self._watch_capabilities)
+
+    async def _watch_capabilities(self) -> None:
+        """Apply ``nunet cap anchor|remove`` changes to the running DMS (Go reloads too)."""
+        capabilities = self.security.capabilities
+        path = cap_path(self.config.general.user_dir, capabilities.name)
+        last = _mtime(path)
+        while True:
+            await trio.sleep(CAPABILITY_RELOAD_INTERVAL)
+            current = _mtime(path)
+            if current == last:
+                continue
+            last = current
+            try:
+                await trio.to_thread.run_sync(
+                    reload_context, self.config.general.user_dir, capabilities
+                )
+            except DMSError as exc:
+                log.warning("kept the previous capability anchors: %s", exc)
+            else:
+                log.info("reloaded capability context %r from %s", capabilities.name, path)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -154,3 +154,21 @@ def test_a_second_daemon_on_a_taken_port_fails_with_one_line(cli: Cli, tmp_path:
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"error: cannot listen on 127.0.0.1:{taken}: Address already in use"
     assert "Traceback" not in result.stderr
+
+
+def test_cap_anchor_changes_apply_to_a_running_dms(cli: Cli, tmp_path: Path) -> None:
+    stranger = {"DMS_GENERAL_USER_DIR": str(tmp_path / "newcomer")}
+    node_dir = {"DMS_GENERAL_USER_DIR": str(Path(cli.net.nodes[0].directory) / "nunet")}
+    cli.run("cap", "new", "user", env=stranger)
+    newcomer = cli.run("key", "did", "user", env=stranger).stdout.strip()
+    hello = ("actor", "cmd", "/public/hello", "-t", "3s", "--json")
+    cli.fails(*hello, match="no reply", env=stranger)
+
+    cli.run("cap", "anchor", "-c", "dms", "--root", newcomer, env=node_dir)
+    _wait_for_log(cli.net, 0, "reloaded capability context 'dms'")
+    reply = cli.run(*hello, env=stranger)
+    assert json.loads(reply.stdout) == {"DID": {"uri": cli.net.nodes[0].did}}
+
+    cli.run("cap", "remove", "-c", "dms", "--root", newcomer, env=node_dir)
+    time.sleep(2.5)  # one reload interval
+    cli.fails(*hello, match="no reply", env=stranger)

@@ -9,7 +9,7 @@ import pytest
 
 from dms.did import DID
 from dms.errors import CapabilityError, NotFound, TokenError
-from dms.ucan import cap_path, load_context, new_context, save_context
+from dms.ucan import cap_path, load_context, new_context, reload_context, save_context
 from tests.ucan.helpers import HOUR, NOW, key, make
 
 ME, ORG, PEER = key("me"), key("org"), key("peer")
@@ -114,3 +114,23 @@ def test_revoked_anchor_does_not_brick_the_context(tmp_path: Path) -> None:
     loaded = load_context(tmp_path, "user", ME, clock=clock)
     with pytest.raises(CapabilityError, match="no provide anchor"):
         loaded.delegate("invoke", DID(PEER.did.uri), caps=["/dms"])
+
+
+def test_reload_applies_file_changes_and_keeps_anchors_on_a_bad_file(tmp_path: Path) -> None:
+    running = new_context(tmp_path, "dms", ME, clock=clock)
+    editor = load_context(tmp_path, "dms", ME, clock=clock)  # what `nunet cap anchor` does
+    editor.add_roots([ORG.did])
+    save_context(tmp_path, editor)
+    assert running.list().roots == ()
+    reload_context(tmp_path, running)
+    assert running.list() == editor.list()
+
+    path = cap_path(tmp_path, "dms")
+    path.write_bytes(b'{"did":')  # e.g. a file truncated by hand
+    with pytest.raises(TokenError, match=str(path)):
+        reload_context(tmp_path, running)
+    assert running.list().roots == (ORG.did,)  # unchanged
+
+    foreign = new_context(tmp_path, "other", PEER, clock=clock)
+    with pytest.raises(CapabilityError, match="cannot replace"):
+        running.replace_anchors(foreign.list())

@@ -170,6 +170,7 @@ def test_public_api_is_curated() -> None:
             "new_token",
             "parse_token",
             "parse_token_list",
+            "reload_context",
             "save_context",
             "subsumes",
             "verify_depth",

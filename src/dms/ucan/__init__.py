@@ -20,7 +20,7 @@ from dms.ucan._chain import (
 )
 from dms.ucan._context import CapabilityContext, ContextView, SelfSign
 from dms.ucan._parse import parse_token, parse_token_list
-from dms.ucan._store import cap_path, load_context, new_context, save_context
+from dms.ucan._store import cap_path, load_context, new_context, reload_context, save_context
 from dms.ucan._token import (
     MAX_CAPABILITY_SIZE,
     SIGNATURE_PREFIX,
@@ -57,6 +57,7 @@ __all__ = [
     "new_token",
     "parse_token",
     "parse_token_list",
+    "reload_context",
     "save_context",
     "subsumes",
     "verify_depth",

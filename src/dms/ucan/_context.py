@@ -95,6 +95,22 @@ class CapabilityContext:
         self._revoked = RevocationSet(self._revoke)
         self._consumed: dict[DID, _Tokens] = {}
 
+    def replace_anchors(self, view: ContextView) -> None:
+        """Swap in the anchors of ``view`` (a freshly loaded ``.cap`` file of the same DID).
+
+        A running DMS calls this when ``nunet cap anchor|remove`` changed its file, so new trust
+        applies without a restart. Tokens consumed from peers are kept; they are re-checked
+        against the new anchors on every use.
+        """
+        if view.did != self.did:
+            raise CapabilityError(f"anchors for {view.did.uri} cannot replace {self.did.uri}'s")
+        with self._lock:
+            self._roots = list(dict.fromkeys(view.roots))
+            self._require = list(view.require.tokens)
+            self._provide = list(view.provide.tokens)
+            self._revoke = list(view.revoke.tokens)
+            self._revoked = RevocationSet(self._revoke)
+
     # -- incoming ---------------------------------------------------------------------------
 
     def consume(self, origin: DID, cap_blob: bytes) -> _Tokens:

@@ -80,6 +80,23 @@ def load_context(
     )
 
 
+def reload_context(user_dir: str | os.PathLike[str], ctx: CapabilityContext) -> None:
+    """Re-read ``ctx``'s file and swap its anchors in (see ``replace_anchors``).
+
+    The file is verified exactly as on load; on any error the context keeps its anchors.
+    """
+    path = cap_path(user_dir, ctx.name)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CapabilityError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        view = decode_context(data, ctx.clock())
+    except DMSError as exc:
+        raise TokenError(f"{path}: {exc}") from None
+    ctx.replace_anchors(view)
+
+
 def save_context(user_dir: str | os.PathLike[str], ctx: CapabilityContext) -> Path:
     """Write ``ctx`` to its file (named ``ctx.name``), keeping the old file as a backup."""
     path = cap_path(user_dir, ctx.name)
