@@ -1,0 +1,207 @@
+"""Gossip delivery: 20 DMS nodes broadcasting status-like messages at the daemon's rate.
+
+Run: ``.venv/bin/python bench/bench_gossip.py`` (about 50 s; ``--hosts``, ``--procs``,
+``--seconds``, ``--rate`` to vary). ``--procs`` helper processes (default 2, one per core; this
+script with ``--worker``) each run ``hosts/procs`` ``Libp2pNetwork`` hosts with a
+``dms.node.Node`` each, capabilities as on a devnet (shared user root + grant). Host g dials
+hosts g+1, g+3 and g+7 (mod N), so every host has 6 connections, half of them across the
+process boundary. Every Node also adds a broadcast behaviour ``/broadcast/bench`` on the real
+hello topic ``/nunet/hello`` that records what arrives.
+
+From a common start time each node publishes ``--rate`` messages per second (default 1/s, a
+periodic status broadcast) for ``--seconds`` (default 20) via ``Actor.publish`` — signed
+envelopes with broadcast tokens, verified by every receiver's dispatcher, as on a daemon. The
+nodes' hello exchange runs with its real delay (10–20 s after connecting), so "hello on
+connect" traffic falls into the window too. Results: delivery ratio (distinct
+(receiver, origin, seq) over publishes x (N-1)) and publish-to-handler latency (wall clocks of
+one machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import (
+    Helper,
+    cpu_of,
+    loadavg,
+    node_context,
+    quantile,
+    read_stdin_line,
+    user_context,
+)
+from dms.actor import Envelope, SecurityContext
+from dms.config import Config
+from dms.crypto import Ed25519PrivateKey
+from dms.network import Libp2pNetwork
+from dms.node import Node
+
+SEED = "gossip"
+TOPIC = "/nunet/hello"
+BEHAVIOR = "/broadcast/bench"
+DRAIN_S = 8.0
+OFFSETS = (1, 3, 7)
+
+
+async def worker(index: int, procs: int, hosts: int, seconds: float, rate: float) -> None:
+    user = user_context(SEED)
+    mine = [g for g in range(hosts) if g % procs == index]
+    nodes: dict[int, tuple[Libp2pNetwork, Node]] = {}
+    seen: set[tuple[int, int, int]] = set()
+    latencies: list[float] = []
+    dups = 0
+    published: dict[int, int] = {g: 0 for g in mine}
+
+    for g in mine:
+        key = Ed25519PrivateKey.generate()
+        network = Libp2pNetwork(key, ["/ip4/127.0.0.1/tcp/0"])
+        node = Node(network, SecurityContext(key, node_context(user, key)), Config())
+
+        async def on_bench(env: Envelope, me: int = g) -> None:
+            nonlocal dups
+            now = time.time()
+            msg = env.decode_payload()
+            mark = (me, msg["o"], msg["s"])
+            if msg["o"] == me:
+                return
+            if mark in seen:
+                dups += 1
+                return
+            seen.add(mark)
+            latencies.append(now - msg["t"])
+
+        node.actor.add_behavior(BEHAVIOR, on_bench, topic=TOPIC)
+        nodes[g] = (network, node)
+
+    async with trio.open_nursery() as nursery:
+        for network, node in nodes.values():
+            await nursery.start(network.run)
+            await nursery.start(node.run)
+        for g, (network, _) in nodes.items():
+            print(f"PEER {g} {network.listen_addresses()[0]}", flush=True)
+        orders = json.loads(await read_stdin_line())
+        addresses: dict[int, str] = {int(k): v for k, v in orders["peers"].items()}
+        async with trio.open_nursery() as dials:
+            for g, (network, _) in nodes.items():
+                for off in OFFSETS:
+                    dials.start_soon(network.connect, addresses[(g + off) % hosts])
+        print("CONNECTED", flush=True)
+        start = orders["start"]
+
+        async def publisher(g: int, node: Node) -> None:
+            period = 1.0 / rate
+            first = start + (g / hosts) * period  # spread the hosts over one period
+            for seq in range(int(seconds * rate)):
+                await trio.sleep(max(0.0, first + seq * period - time.time()))
+                payload = {"o": g, "s": seq, "t": time.time()}
+                try:
+                    await node.actor.publish(TOPIC, BEHAVIOR, payload, timeout=60)
+                    published[g] += 1
+                except Exception as exc:  # counted as not published
+                    print(f"publish failed on {g}: {exc!r}", file=sys.stderr, flush=True)
+
+        async with trio.open_nursery() as pubs:
+            for g, (_, node) in nodes.items():
+                pubs.start_soon(publisher, g, node)
+        await trio.sleep(max(0.0, start + seconds + DRAIN_S - time.time()))
+        result = {"published": published, "latencies": latencies, "dups": dups}
+        print("RESULT " + json.dumps(result), flush=True)
+        nursery.cancel_scope.cancel()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=1.0, help="messages/s per host")
+    args = parser.parse_args()
+    if args.worker is not None:
+        with contextlib.suppress(KeyboardInterrupt):
+            trio.run(worker, args.worker, args.procs, args.hosts, args.seconds, args.rate)
+        return
+
+    workers = [
+        Helper(
+            [
+                __file__,
+                "--worker",
+                str(i),
+                "--procs",
+                str(args.procs),
+                "--hosts",
+                str(args.hosts),
+                "--seconds",
+                str(args.seconds),
+                "--rate",
+                str(args.rate),
+            ]
+        )
+        for i in range(args.procs)
+    ]
+    try:
+        peers: dict[int, str] = {}
+        for i, w in enumerate(workers):
+            for _ in range(len(range(i, args.hosts, args.procs))):
+                g, address = w.expect("PEER").split()
+                peers[int(g)] = address
+        start = time.time() + 8.0  # dials, identify, gossipsub mesh (1 s heartbeat)
+        orders = json.dumps({"peers": peers, "start": start})
+        for w in workers:
+            w.tell(orders)
+        for w in workers:
+            w.expect("CONNECTED", timeout=30)
+        load_before = loadavg()
+        time.sleep(max(0.0, start - time.time()))
+        cpu0 = [cpu_of(w.pid) for w in workers]
+        results = [
+            json.loads(w.expect("RESULT", timeout=args.seconds + DRAIN_S + 60)) for w in workers
+        ]
+        window = args.seconds + DRAIN_S
+        cpu = [(cpu_of(w.pid) - c) / window for w, c in zip(workers, cpu0, strict=True)]
+    finally:
+        for w in workers:
+            w.close()
+
+    published = sum(sum(r["published"].values()) for r in results)
+    latencies = [x for r in results for x in r["latencies"]]
+    dups = sum(r["dups"] for r in results)
+    expected = published * (args.hosts - 1)
+    ratio = len(latencies) / expected if expected else float("nan")
+    print(
+        f"\nGossip benchmark: {args.hosts} hosts (Libp2pNetwork + Node) in {args.procs} processes,"
+        f" each host dials +{', +'.join(map(str, OFFSETS))} (6 connections per host);\n"
+        f"{args.rate:g} msg/s per host for {args.seconds:g} s on {TOPIC} (signed Actor.publish),"
+        f" {DRAIN_S:g} s drain; loadavg {load_before} -> {loadavg()}\n"
+    )
+    header = (
+        f"{'published':>9} {'expected':>8} {'delivered':>9} {'ratio':>7} {'dups':>5}"
+        f" {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU per process':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    print(
+        f"{published:>9} {expected:>8} {len(latencies):>9} {ratio:>7.1%} {dups:>5}"
+        f" {quantile(latencies, 0.5) * 1e3:>7.0f} {quantile(latencies, 0.99) * 1e3:>7.0f}"
+        f" {max(latencies, default=float('nan')) * 1e3:>7.0f}"
+        f" {' / '.join(f'{c:.0%}' for c in cpu):>15}"
+    )
+    verdict = "MET" if ratio >= 1.0 else "MISSED"
+    print(
+        f"\ndelivery target 100 %: {verdict};"
+        f" aggregate {len(latencies) / args.seconds:.0f} deliveries/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
