@@ -277,3 +277,36 @@ def test_provide_needs_capabilities(clock: Clock) -> None:
         node.ctx.grant("revoke", node.did, caps=["/x"], expire_ns=NOW + 1)
     with pytest.raises(CapabilityError):
         node.ctx.grant("delegate", node.did, caps=[], expire_ns=NOW + 1)
+
+
+def test_consumed_tokens_are_bounded_pruned_and_presented_ones_checked_first(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dms.ucan._context as context_module
+
+    monkeypatch.setattr(context_module, "MAX_CONSUMED_PER_SUBJECT", 10)
+    user, dms = Node(clock), Node(clock)
+    dms.ctx.add_roots([user.did])
+    for _ in range(25):  # every message brings fresh tokens
+        send(user, dms, ["/public/hello"])
+    assert len(dms.ctx.consumed(user.actor)) == 10  # the oldest were dropped
+    # the tokens a message carries settle the check on their own...
+    blob = user.ctx.provide(
+        dms.did, user.actor, dms.actor, expire_ns=NOW + 30 * 10**9, invoke=["/dms/node"]
+    )
+    presented = dms.ctx.consume(user.did, blob)
+    assert dms.ctx.require(dms.did, user.actor, dms.actor, ["/dms/node/peers/list"], presented)
+    # ...and stored ones still count afterwards, as in Go (a message without tokens)
+    assert dms.ctx.require(dms.did, user.actor, dms.actor, ["/dms/node/peers/list"])
+    # tokens presented by somebody else never speak for this subject
+    other = Node(clock)
+    assert not dms.ctx.require(dms.did, other.actor, dms.actor, ["/dms/node"], presented)
+    # expired tokens are pruned (and the subject forgotten) on a later consume
+    clock.now = NOW + 3600 * 10**9
+    fresh = Node(clock)
+    dms.ctx.add_roots([fresh.did])
+    blob = fresh.ctx.provide(
+        dms.did, fresh.actor, dms.actor, expire_ns=clock.now + 30 * 10**9, invoke=["/public"]
+    )
+    dms.ctx.consume(fresh.did, blob)
+    assert user.actor not in dms.ctx._consumed

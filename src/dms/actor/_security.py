@@ -23,11 +23,11 @@ from dms.actor._nonce import NonceSource
 from dms.crypto import ID, PrivateKey
 from dms.did import DID, did_from_id
 from dms.errors import CapabilityError, CryptoError, DMSError
-from dms.ucan import CapabilityContext, TokenList
+from dms.ucan import CapabilityContext, Token, TokenList
 
 log = logging.getLogger(__name__)
 
-_Predicate = Callable[[DID], bool]
+_Predicate = Callable[[DID, Sequence[Token]], bool]
 
 
 class SecurityContext:
@@ -116,23 +116,30 @@ class SecurityContext:
     def require(self, env: Envelope, caps: Sequence[str]) -> bool:
         """May ``env``'s sender invoke all of ``caps`` on us? (consume, check, discard if not)"""
         return self._check(
-            env, lambda subject: self.capabilities.require(self.did, subject, self.actor_did, caps)
+            env,
+            lambda subject, presented: self.capabilities.require(
+                self.did, subject, self.actor_did, caps, presented
+            ),
         )
 
     def require_broadcast(self, env: Envelope, topic: str, caps: Sequence[str]) -> bool:
         """May ``env``'s sender broadcast all of ``caps`` on ``topic``?"""
         return self._check(
-            env, lambda subject: self.capabilities.require_broadcast(self.did, subject, topic, caps)
+            env,
+            lambda subject, presented: self.capabilities.require_broadcast(
+                self.did, subject, topic, caps, presented
+            ),
         )
 
     def _check(self, env: Envelope, allowed: _Predicate) -> bool:
         consumed = False
         try:
             subject = did_from_id(env.from_.id)
+            presented = []
             if env.capability:
-                self.capabilities.consume(env.from_.did, env.capability)
+                presented = self.capabilities.consume(env.from_.did, env.capability)
                 consumed = True
-            if allowed(subject):
+            if allowed(subject, presented):
                 return True
         except (DMSError, ValueError) as exc:
             log.info("capability check failed for %s: %s", env.behavior, exc)

@@ -65,6 +65,12 @@ class ContextView:
     revoke: TokenList
 
 
+#: Tokens kept per subject (the oldest go first); far above what honest peers hold live.
+MAX_CONSUMED_PER_SUBJECT = 4096
+#: How often expired consumed tokens are pruned (ns).
+CONSUMED_PRUNE_INTERVAL_NS = 5 * 10**9
+
+
 class CapabilityContext:
     """Capability state of one DID; see the module doc. Construct via :mod:`dms.ucan` helpers."""
 
@@ -93,7 +99,10 @@ class CapabilityContext:
         self._provide: _Tokens = list(provide)
         self._revoke: _Tokens = list(revoke)
         self._revoked = RevocationSet(self._revoke)
-        self._consumed: dict[DID, _Tokens] = {}
+        # Tokens received from peers, per subject, keyed by signature (unique per token). Every
+        # message brings fresh tokens, so this is bounded and pruned: see _store_consumed.
+        self._consumed: dict[DID, dict[bytes, Token]] = {}
+        self._next_prune = 0
 
     def replace_anchors(self, view: ContextView) -> None:
         """Swap in the anchors of ``view`` (a freshly loaded ``.cap`` file of the same DID).
@@ -146,12 +155,30 @@ class CapabilityContext:
                 except TokenError as exc:
                     log.info("rejecting token: %s", exc)
                     continue
-                stored = self._consumed.setdefault(t.subject, [])
-                stored[:] = [s for s in stored if not s.dms.expired(now)]
-                if token not in stored:
-                    stored.append(token)
+                self._store_consumed(token, now)
                 kept.append(token)
             return kept
+
+    def _store_consumed(self, token: Token, now: int) -> None:
+        """Remember a verified token; bound per subject, expired ones pruned every few seconds.
+
+        Go keeps every consumed token until a GC that never runs; a busy peer sends thousands
+        a minute, and scanning them all on each check made authorisation cost grow with traffic.
+        """
+        stored = self._consumed.setdefault(token.dms.subject, {})
+        stored[token.dms.signature or token.to_json()] = token
+        while len(stored) > MAX_CONSUMED_PER_SUBJECT:
+            del stored[next(iter(stored))]  # the oldest
+        if now >= self._next_prune:
+            self._next_prune = now + CONSUMED_PRUNE_INTERVAL_NS
+            for subject in list(self._consumed):
+                live = {
+                    key: t for key, t in self._consumed[subject].items() if not t.dms.expired(now)
+                }
+                if live:
+                    self._consumed[subject] = live
+                else:
+                    del self._consumed[subject]
 
     def discard(self, cap_blob: bytes) -> None:
         """Forget the tokens of a ``cap`` blob again (after a failed :meth:`require`)."""
@@ -162,25 +189,45 @@ class CapabilityContext:
         with self._lock:
             for token in tokens.tokens:
                 stored = self._consumed.get(token.dms.subject)
-                if stored and token in stored:
-                    stored.remove(token)
+                if stored is not None:
+                    stored.pop(token.dms.signature or token.to_json(), None)
                     if not stored:
                         del self._consumed[token.dms.subject]
 
-    def require(self, anchor: DID, subject: DID, audience: DID, caps: Sequence[str]) -> bool:
+    def require(
+        self,
+        anchor: DID,
+        subject: DID,
+        audience: DID,
+        caps: Sequence[str],
+        presented: Sequence[Token] = (),
+    ) -> bool:
         """Is ``subject`` allowed to invoke every capability in ``caps`` on ``audience``?
 
         ``anchor`` is our own DID; ``subject``/``audience`` are the DIDs of the sender's and our
         actor IDs (the caller converts them). An empty ``caps`` is never authorised.
+        ``presented`` are the tokens the message itself carried (what :meth:`consume` returned):
+        they are tried first, which settles nearly every check without scanning the stored ones.
         """
         return self._require_each(
-            anchor, subject, caps, lambda t, c: allow_invocation(t, subject, audience, c)
+            anchor,
+            subject,
+            caps,
+            lambda t, c: allow_invocation(t, subject, audience, c),
+            presented,
         )
 
-    def require_broadcast(self, anchor: DID, subject: DID, topic: str, caps: Sequence[str]) -> bool:
+    def require_broadcast(
+        self,
+        anchor: DID,
+        subject: DID,
+        topic: str,
+        caps: Sequence[str],
+        presented: Sequence[Token] = (),
+    ) -> bool:
         """Is ``subject`` allowed to broadcast every capability in ``caps`` on ``topic``?"""
         return self._require_each(
-            anchor, subject, caps, lambda t, c: allow_broadcast(t, subject, topic, c)
+            anchor, subject, caps, lambda t, c: allow_broadcast(t, subject, topic, c), presented
         )
 
     def _require_each(
@@ -189,25 +236,32 @@ class CapabilityContext:
         subject: DID,
         caps: Sequence[str],
         allows: Callable[[DMSToken, str], bool],
+        presented: Sequence[Token] = (),
     ) -> bool:
         if not caps:
             return False
         with self._lock:
             now = self.clock()
-            tokens = self._live(self._consumed.get(subject, ()), now)
             require = self._live(self._require, now)
             trusted = (anchor, *self._roots)
-            for c in caps:
-                if not any(
-                    allows(t.dms, c)
-                    and (
-                        any(t.dms.anchored(d) for d in trusted)
-                        or any(allow_action(rt.dms, t.dms) for rt in require)
+
+            def authorises(tokens: _Tokens) -> bool:
+                return all(
+                    any(
+                        allows(t.dms, c)
+                        and (
+                            any(t.dms.anchored(d) for d in trusted)
+                            or any(allow_action(rt.dms, t.dms) for rt in require)
+                        )
+                        for t in tokens
                     )
-                    for t in tokens
-                ):
-                    return False
-            return True
+                    for c in caps
+                )
+
+            fresh = [t for t in presented if t.dms.subject == subject]
+            if fresh and authorises(self._live(fresh, now)):
+                return True
+            return authorises(self._live(self._consumed.get(subject, {}).values(), now))
 
     # -- outgoing ---------------------------------------------------------------------------
 
@@ -234,7 +288,9 @@ class CapabilityContext:
             raise CapabilityError("nothing to invoke: no capabilities given")
         with self._lock:
             now = self.clock()
-            about_us = [t for t in self._consumed.get(self.did, ()) if t.dms.anchored(target)]
+            about_us = [
+                t for t in self._consumed.get(self.did, {}).values() if t.dms.anchored(target)
+            ]
             tokens = self._chained(
                 about_us + self._provide,
                 now,
@@ -490,7 +546,7 @@ class CapabilityContext:
     def consumed(self, subject: DID) -> _Tokens:
         """The unexpired tokens consumed about ``subject``."""
         with self._lock:
-            return self._live(self._consumed.get(subject, ()), self.clock())
+            return self._live(self._consumed.get(subject, {}).values(), self.clock())
 
     # -- helpers ----------------------------------------------------------------------------
 
