@@ -310,3 +310,26 @@ def test_consumed_tokens_are_bounded_pruned_and_presented_ones_checked_first(
     )
     dms.ctx.consume(fresh.did, blob)
     assert user.actor not in dms.ctx._consumed
+
+
+def test_each_reply_chains_only_from_its_own_continuation_grant(clock: Clock) -> None:
+    invoker, replier = Node(clock), Node(clock)
+    replier.ctx.add_roots([invoker.did])
+    for n in range(60):  # 60 past invocations leave 60 continuation grants about the replier
+        send(invoker, replier, ["/dms/node/hello"], reply=f"/dms/actor/replyto/{n}")
+    reply = send(replier, invoker, ["/dms/actor/replyto/41"])
+    chained = [t for t in parse_token_list(reply).tokens if t.dms.chain is not None]
+    assert [t.dms.chain.dms.capability for t in chained if t.dms.chain] == [
+        ("/dms/actor/replyto/41",)
+    ]
+    assert allowed(replier, invoker, ["/dms/actor/replyto/41"])
+    # a broader grant about the replier is found through its prefix too
+    broad = invoker.ctx.grant(
+        "delegate", replier.did, audience=invoker.actor, expire_ns=NOW + HOUR, caps=["/dms/actor"]
+    )
+    replier.ctx.consume(invoker.did, broad.to_json())
+    reply = send(replier, invoker, ["/dms/actor/replyto/99"])
+    assert any(
+        t.dms.chain and t.dms.chain.dms.capability == ("/dms/actor",)
+        for t in parse_token_list(reply).tokens
+    )

@@ -102,6 +102,9 @@ class CapabilityContext:
         # Tokens received from peers, per subject, keyed by signature (unique per token). Every
         # message brings fresh tokens, so this is bounded and pruned: see _store_consumed.
         self._consumed: dict[DID, dict[bytes, Token]] = {}
+        # Tokens about ourselves (reply-continuation grants, mostly) by capability, so provide
+        # finds the few that can parent a reply without scanning one per past invocation.
+        self._about_us: dict[str, dict[bytes, Token]] = {}
         self._next_prune = 0
 
     def replace_anchors(self, view: ContextView) -> None:
@@ -166,9 +169,12 @@ class CapabilityContext:
         a minute, and scanning them all on each check made authorisation cost grow with traffic.
         """
         stored = self._consumed.setdefault(token.dms.subject, {})
-        stored[token.dms.signature or token.to_json()] = token
+        key = _token_key(token)
+        stored[key] = token
+        self._index_about_us(key, token, add=True)
         while len(stored) > MAX_CONSUMED_PER_SUBJECT:
-            del stored[next(iter(stored))]  # the oldest
+            oldest = next(iter(stored))
+            self._index_about_us(oldest, stored.pop(oldest), add=False)
         if now >= self._next_prune:
             self._next_prune = now + CONSUMED_PRUNE_INTERVAL_NS
             for subject in list(self._consumed):
@@ -179,6 +185,33 @@ class CapabilityContext:
                     self._consumed[subject] = live
                 else:
                     del self._consumed[subject]
+            self._about_us = {}
+            for key, t in self._consumed.get(self.did, {}).items():
+                self._index_about_us(key, t, add=True)
+
+    def _index_about_us(self, key: bytes, token: Token, *, add: bool) -> None:
+        if token.dms.subject != self.did:
+            return
+        for cap in token.dms.capability or ():
+            entries = self._about_us.setdefault(cap, {})
+            if add:
+                entries[key] = token
+            else:
+                entries.pop(key, None)
+                if not entries:
+                    del self._about_us[cap]
+
+    def _about_us_allowing(self, target: DID, caps: Sequence[str]) -> _Tokens:
+        """Consumed tokens about us, anchored on ``target``, with a cap covering ``caps[0]``.
+
+        (A parent must allow every requested cap; _chained checks the rest.)
+        """
+        first = caps[0]
+        prefixes = ["/"] + ["/".join(first.split("/")[:i]) for i in range(2, first.count("/") + 2)]
+        found: dict[bytes, Token] = {}
+        for prefix in prefixes:
+            found.update(self._about_us.get(prefix, {}))
+        return [t for t in found.values() if t.dms.anchored(target)]
 
     def discard(self, cap_blob: bytes) -> None:
         """Forget the tokens of a ``cap`` blob again (after a failed :meth:`require`)."""
@@ -190,7 +223,9 @@ class CapabilityContext:
             for token in tokens.tokens:
                 stored = self._consumed.get(token.dms.subject)
                 if stored is not None:
-                    stored.pop(token.dms.signature or token.to_json(), None)
+                    removed = stored.pop(_token_key(token), None)
+                    if removed is not None:
+                        self._index_about_us(_token_key(token), removed, add=False)
                     if not stored:
                         del self._consumed[token.dms.subject]
 
@@ -288,9 +323,7 @@ class CapabilityContext:
             raise CapabilityError("nothing to invoke: no capabilities given")
         with self._lock:
             now = self.clock()
-            about_us = [
-                t for t in self._consumed.get(self.did, {}).values() if t.dms.anchored(target)
-            ]
+            about_us = self._about_us_allowing(target, invoke)
             tokens = self._chained(
                 about_us + self._provide,
                 now,
@@ -567,6 +600,11 @@ class CapabilityContext:
             for t in tokens
             if not any(link.expired(now) or self._revoked.revoked(link) for link in t.dms.links())
         ]
+
+
+def _token_key(token: Token) -> bytes:
+    """A token's identity in the consumed store: its signature (unique per signed token)."""
+    return token.dms.signature or token.to_json()
 
 
 def _merge(anchors: list[Token], token: Token) -> _Tokens:
