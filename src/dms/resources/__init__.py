@@ -1,0 +1,88 @@
+"""Machine resources: the Go-compatible types, their arithmetic, units and hardware detection.
+
+Public API (everything else is private):
+
+* types: :class:`Resources`, :class:`CPU`, :class:`RAM`, :class:`Disk`, :class:`GPU`,
+  :class:`GPUVendor`, :class:`Comparison`;
+* arithmetic: :func:`add`, :func:`subtract`, :func:`compare` (also as ``Resources`` methods),
+  :class:`ResourceError`;
+* units: :func:`parse_size`, :func:`parse_clock`, :func:`format_size`, :func:`format_clock`;
+* detection: :func:`detect_machine`, :func:`detect_gpus`, :func:`scan_gpus`,
+  :func:`machine_usage`, :class:`Usage`, :class:`GPUUsage`, :class:`GPUScan`,
+  :class:`GPUReading`; the NVML adapter :class:`NVML`, :class:`PyNVML`, :class:`RecordedNVML`;
+  the tool-output parsers for AMD and Intel.
+"""
+
+from dms.resources._arith import add, compare, compare_cpu, compare_gpus, subtract
+from dms.resources._comparison import Comparison
+from dms.resources._cpu import detect_cpu, goarch
+from dms.resources._detect import (
+    DEFAULT_PROBES,
+    GPUScan,
+    GPUUsage,
+    Usage,
+    detect_gpus,
+    detect_machine,
+    machine_usage,
+    scan_gpus,
+)
+from dms.resources._disk import detect_disk
+from dms.resources._errors import ResourceError
+from dms.resources._gpu_amd import (
+    parse_amd_smi_static,
+    parse_rocm_smi_csv,
+    parse_rocm_smi_json,
+    probe_amd,
+)
+from dms.resources._gpu_intel import parse_xpu_discovery, parse_xpu_stats, probe_intel
+from dms.resources._gpu_nvidia import NVML, NVMLDevice, PyNVML, RecordedNVML, probe_nvidia
+from dms.resources._memory import detect_ram
+from dms.resources._tools import GPUReading, ProbeUnavailable
+from dms.resources._types import CPU, GPU, RAM, Disk, GPUVendor, Resources
+from dms.resources._units import format_clock, format_size, parse_clock, parse_size
+
+__all__ = [
+    "CPU",
+    "DEFAULT_PROBES",
+    "GPU",
+    "NVML",
+    "RAM",
+    "Comparison",
+    "Disk",
+    "GPUReading",
+    "GPUScan",
+    "GPUUsage",
+    "GPUVendor",
+    "NVMLDevice",
+    "ProbeUnavailable",
+    "PyNVML",
+    "RecordedNVML",
+    "ResourceError",
+    "Resources",
+    "Usage",
+    "add",
+    "compare",
+    "compare_cpu",
+    "compare_gpus",
+    "detect_cpu",
+    "detect_disk",
+    "detect_gpus",
+    "detect_machine",
+    "detect_ram",
+    "format_clock",
+    "format_size",
+    "goarch",
+    "machine_usage",
+    "parse_amd_smi_static",
+    "parse_clock",
+    "parse_rocm_smi_csv",
+    "parse_rocm_smi_json",
+    "parse_size",
+    "parse_xpu_discovery",
+    "parse_xpu_stats",
+    "probe_amd",
+    "probe_intel",
+    "probe_nvidia",
+    "scan_gpus",
+    "subtract",
+]
