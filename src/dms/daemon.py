@@ -16,16 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
+from fastapi import FastAPI
 
 from dms.actor import SecurityContext
 from dms.api import create_app, serve_api
 from dms.config import Config
 from dms.contexts import context_exists, context_file_name
 from dms.crypto import Ed25519PrivateKey
+from dms.db import DEFAULT_FILE_NAME, Database
 from dms.did import KeyProvider, provider_for_context
 from dms.errors import ConfigError, DMSError, InvalidInput
 from dms.network import Libp2pNetwork, Network
 from dms.node import Node
+from dms.resources import ResourceManager, detect_machine
 from dms.ucan import CapabilityContext, cap_path, load_context, new_context, reload_context
 
 if TYPE_CHECKING:
@@ -38,6 +41,8 @@ log = logging.getLogger("dms.daemon")
 DMS_CONTEXT = "dms"
 #: How often a running DMS checks its .cap file for changes made by `nunet cap` (seconds).
 CAPABILITY_RELOAD_INTERVAL = 2.0
+#: How often lapsed resource commitments are released (seconds).
+EXPIRY_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -91,20 +96,42 @@ class Daemon:
         capabilities: CapabilityContext,
         *,
         network: Network | None = None,
+        resources: ResourceManager | None = None,
     ) -> None:
         self.config = config
+        self._store: Database | None = None
+        if resources is None:
+            # Opened once, before the node runs (not on a message path): blocking is fine here.
+            self._store = Database.open(config.general.work_dir / DEFAULT_FILE_NAME)
+            resources = ResourceManager(self._store, detect_machine(config.general.work_dir))
+        self.resources = resources
         self.network = network or Libp2pNetwork(
             key,
             tcp_listen_addresses([str(a) for a in config.p2p.listen_address]),
             [str(a) for a in config.p2p.bootstrap_peers],
         )
         self.security = SecurityContext(key, capabilities)
-        self.node = Node(self.network, self.security, config)
+        self.node = Node(self.network, self.security, config, resources=resources)
 
     async def run(self, *, task_status: TaskStatus[Ready] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; ``task_status.started`` gets the :class:`Ready` report."""
         start = time.monotonic()
         app = create_app(self.network, lambda: self.node.actor.handle)
+        try:
+            await self._check_onboarding()
+            await self._serve(start, app, task_status)
+        finally:
+            if self._store is not None:
+                self._store.close()
+
+    async def _check_onboarding(self) -> None:
+        """Offboard when the stored onboarding no longer fits this machine (as Go does)."""
+        reason = await trio.to_thread.run_sync(self.resources.check_stored)
+        if reason is not None:
+            await trio.to_thread.run_sync(self.resources.offboard)
+            log.warning("offboarded: the stored onboarding no longer fits this machine: %s", reason)
+
+    async def _serve(self, start: float, app: FastAPI, task_status: TaskStatus[Ready]) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.network.run)
             await nursery.start(self.node.run)
@@ -126,6 +153,23 @@ class Daemon:
             )
             task_status.started(ready)
             nursery.start_soon(self._watch_capabilities)
+            nursery.start_soon(self._expire_commitments)
+
+    async def _expire_commitments(self) -> None:
+        """Release commitments whose TTL lapsed (the orchestrator never allocated them)."""
+        while True:
+            await trio.sleep(EXPIRY_INTERVAL)
+            try:
+                lapsed = await trio.to_thread.run_sync(self.resources.expire)
+            except DMSError as exc:
+                log.warning("could not expire resource commitments: %s", exc)
+                continue
+            for commitment in lapsed:
+                log.info(
+                    "released expired commitment of allocation %s (ensemble %s)",
+                    commitment.allocation_id,
+                    commitment.ensemble_id,
+                )
 
     async def _watch_capabilities(self) -> None:
         """Apply ``nunet cap anchor|remove`` changes to the running DMS (Go reloads too)."""

@@ -25,8 +25,15 @@ from dms.resources._types import to_float32
 GIB = 1024**3
 
 
-def res(cores: float = 0, ram: int = 0, disk: int = 0, gpus: tuple[int, ...] = (), *,
-        clock: float = 2e9, arch: str = "amd64") -> Resources:
+def res(
+    cores: float = 0,
+    ram: int = 0,
+    disk: int = 0,
+    gpus: tuple[int, ...] = (),
+    *,
+    clock: float = 2e9,
+    arch: str = "amd64",
+) -> Resources:
     return Resources(
         cpu=CPU(clock_speed=clock, cores=cores, architecture=arch),
         gpus=tuple(GPU(index=i, vendor=GPUVendor.NVIDIA, vram=v) for i, v in enumerate(gpus)),
@@ -36,6 +43,7 @@ def res(cores: float = 0, ram: int = 0, disk: int = 0, gpus: tuple[int, ...] = (
 
 
 # -- Go's rules, by example ---------------------------------------------------------------------
+
 
 def test_cores_are_rounded_to_hundredths_like_go() -> None:
     total = add(res(cores=0.1), res(cores=0.2))
@@ -114,9 +122,15 @@ vrams = st.lists(st.integers(min_value=0, max_value=2**40), max_size=4)
 
 @st.composite
 def resources(draw: st.DrawFn, gpu_count: int | None = None) -> Resources:
-    gpus = draw(vrams) if gpu_count is None else draw(
-        st.lists(st.integers(min_value=0, max_value=2**40), min_size=gpu_count,
-                 max_size=gpu_count))
+    gpus = (
+        draw(vrams)
+        if gpu_count is None
+        else draw(
+            st.lists(
+                st.integers(min_value=0, max_value=2**40), min_size=gpu_count, max_size=gpu_count
+            )
+        )
+    )
     return res(cores=draw(cores), ram=draw(sizes), disk=draw(sizes), gpus=tuple(gpus))
 
 

@@ -24,8 +24,15 @@ def test_cpu_on_this_machine_is_sane() -> None:
     cpu = detect_cpu()
     assert 1 <= cpu.cores <= cpu.threads == (os.cpu_count() or cpu.threads)
     assert 1e8 < cpu.clock_speed < 1e10  # between 100 MHz and 10 GHz
-    assert cpu.architecture == goarch() and cpu.architecture in {"amd64", "arm64", "386", "arm",
-                                                                  "ppc64le", "s390x", "riscv64"}
+    assert cpu.architecture == goarch() and cpu.architecture in {
+        "amd64",
+        "arm64",
+        "386",
+        "arm",
+        "ppc64le",
+        "s390x",
+        "riscv64",
+    }
     if Path("/proc/cpuinfo").exists():
         assert cpu.model
 
@@ -56,8 +63,9 @@ def test_usage_here_is_sane(tmp_path: Path) -> None:
 
 
 def test_cpuinfo_parsing_on_this_machine_and_units() -> None:
-    info = parse_cpuinfo(Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists()
-                         else "")
+    info = parse_cpuinfo(
+        Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    )
     assert isinstance(info, dict)
     assert parse_cache_size("1024 KB") == 1024 * 1024
     assert parse_cache_size("32768K") == 32 * 1024 * 1024
@@ -65,8 +73,9 @@ def test_cpuinfo_parsing_on_this_machine_and_units() -> None:
 
 
 def test_sysfs_cache_picks_the_last_level(tmp_path: Path) -> None:
-    for index, (level, size) in enumerate([("1", "32K"), ("1", "32K"), ("2", "1024K"),
-                                           ("3", "32768K")]):
+    for index, (level, size) in enumerate(
+        [("1", "32K"), ("1", "32K"), ("2", "1024K"), ("3", "32768K")]
+    ):
         d = tmp_path / "cache" / f"index{index}"
         d.mkdir(parents=True)
         (d / "level").write_text(level)
@@ -76,6 +85,21 @@ def test_sysfs_cache_picks_the_last_level(tmp_path: Path) -> None:
 
 def test_public_api_is_curated() -> None:
     assert all(not name.startswith("_") for name in resources.__all__)
-    assert {"Resources", "CPU", "GPU", "RAM", "Disk", "GPUVendor", "Comparison", "add",
-            "subtract", "compare", "detect_machine", "machine_usage", "parse_size",
-            "format_size", "parse_clock", "format_clock"} <= set(resources.__all__)
+    assert {
+        "Resources",
+        "CPU",
+        "GPU",
+        "RAM",
+        "Disk",
+        "GPUVendor",
+        "Comparison",
+        "add",
+        "subtract",
+        "compare",
+        "detect_machine",
+        "machine_usage",
+        "parse_size",
+        "format_size",
+        "parse_clock",
+        "format_clock",
+    } <= set(resources.__all__)

@@ -43,6 +43,7 @@ def test_every_fixture_names_its_source() -> None:
 
 # -- NVIDIA (NVML replay) -------------------------------------------------------------------------
 
+
 def test_nvml_two_gpus() -> None:
     nvml = RecordedNVML(json.loads(fixture("nvml_2gpu.json")))
     readings = probe_nvidia(nvml)
@@ -70,6 +71,7 @@ def test_nvml_driver_missing_is_a_reason_not_a_crash() -> None:
 
 
 # -- AMD ------------------------------------------------------------------------------------------
+
 
 def test_amd_smi_static_one_gpu() -> None:
     [reading] = parse_amd_smi_static(fixture("amd_smi_static_mi210.json"))
@@ -104,7 +106,8 @@ def test_rocm_smi_without_json_means_no_gpus() -> None:
 
 def test_rocm_smi_warning_lines_before_json_are_skipped() -> None:
     text = "WARNING: AMD GPU device(s) is/are in a low-power state.\n" + fixture(
-        "rocm_smi_1gpu.json")
+        "rocm_smi_1gpu.json"
+    )
     assert len(parse_rocm_smi_json(text)) == 1
 
 
@@ -122,6 +125,7 @@ def test_probe_amd_falls_back_to_rocm_smi() -> None:
 
 
 # -- Intel ----------------------------------------------------------------------------------------
+
 
 def _xpu_fragments() -> list[str]:
     """Each fragment of real ``xpu-smi discovery -j`` lines rebuilt into a JSON object."""
@@ -159,8 +163,9 @@ def test_xpu_without_gpus_is_a_reason() -> None:
 
 def test_probe_intel_asks_details_and_stats_per_device() -> None:
     head, _ = _xpu_fragments()
-    listing = json.dumps({"device_list": [{"device_id": 0, "device_name": "x",
-                                           "device_type": "GPU"}]})
+    listing = json.dumps(
+        {"device_list": [{"device_id": 0, "device_name": "x", "device_type": "GPU"}]}
+    )
 
     def run(argv: list[str], timeout: float) -> str:
         if argv[1:] == ["discovery", "-j"]:
@@ -175,14 +180,20 @@ def test_probe_intel_asks_details_and_stats_per_device() -> None:
 
 def test_xpu_stats_parser_reads_device_level_metrics() -> None:
     # shape per xpu-smi's JSON field names; no real stats sample was found (see report)
-    text = json.dumps({"device_id": 0, "device_level": [
-        {"metrics_type": "XPUM_STATS_GPU_UTILIZATION", "value": 12},
-        {"metrics_type": "XPUM_STATS_MEMORY_USED", "value": 82.5},
-    ]})
+    text = json.dumps(
+        {
+            "device_id": 0,
+            "device_level": [
+                {"metrics_type": "XPUM_STATS_GPU_UTILIZATION", "value": 12},
+                {"metrics_type": "XPUM_STATS_MEMORY_USED", "value": 82.5},
+            ],
+        }
+    )
     assert parse_xpu_stats(text) == (int(82.5 * MIB), 12.0)
 
 
 # -- scanning -------------------------------------------------------------------------------------
+
 
 def test_scan_indexes_across_vendors_and_keeps_reasons(caplog: pytest.LogCaptureFixture) -> None:
     nvidia = json.loads(fixture("nvml_2gpu.json"))
@@ -194,23 +205,31 @@ def test_scan_indexes_across_vendors_and_keeps_reasons(caplog: pytest.LogCapture
         raise ProbeUnavailable("xpu-smi not found on PATH")
 
     with caplog.at_level(logging.INFO):
-        scan = scan_gpus({
-            GPUVendor.NVIDIA: lambda: probe_nvidia(RecordedNVML(nvidia)),
-            GPUVendor.AMD: lambda: parse_rocm_smi_csv(fixture("rocm_smi_2gpu.csv")),
-            GPUVendor.INTEL: missing,
-            GPUVendor.UNKNOWN: broken,
-        })
+        scan = scan_gpus(
+            {
+                GPUVendor.NVIDIA: lambda: probe_nvidia(RecordedNVML(nvidia)),
+                GPUVendor.AMD: lambda: parse_rocm_smi_csv(fixture("rocm_smi_2gpu.csv")),
+                GPUVendor.INTEL: missing,
+                GPUVendor.UNKNOWN: broken,
+            }
+        )
     assert [g.index for g in scan.gpus] == [0, 1, 2, 3]
     assert [g.vendor for g in scan.gpus] == [GPUVendor.NVIDIA] * 2 + [GPUVendor.AMD] * 2
-    assert scan.gpus[2] == GPU(index=2, vendor=GPUVendor.AMD, model=scan.gpus[2].model,
-                               vram=17163091968, uuid="0x9246____________")
+    assert scan.gpus[2] == GPU(
+        index=2,
+        vendor=GPUVendor.AMD,
+        model=scan.gpus[2].model,
+        vram=17163091968,
+        uuid="0x9246____________",
+    )
     assert scan.unavailable[GPUVendor.INTEL] == "xpu-smi not found on PATH"
     assert "boom" in scan.unavailable[GPUVendor.UNKNOWN]
     assert "no Intel GPUs: xpu-smi not found on PATH" in caplog.text
 
 
-def test_missing_tool_and_hanging_tool_are_reasons(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_tool_and_hanging_tool_are_reasons(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ProbeUnavailable, match="not found"):
         run_tool(["definitely-not-a-gpu-tool-xyz"])
     hang = tmp_path / "xpu-smi"

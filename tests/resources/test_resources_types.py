@@ -13,10 +13,25 @@ from dms.resources import CPU, GPU, RAM, Disk, GPUVendor, Resources
 
 def _machine() -> Resources:
     return Resources(
-        cpu=CPU(clock_speed=2.4e9, cores=4, model="AMD EPYC", vendor="AMD", threads=8,
-                architecture="amd64", cache_size=32 * 1024 * 1024),
-        gpus=(GPU(index=0, vendor=GPUVendor.NVIDIA, pci_address="0000:06:00.0",
-                  model="Quadro RTX 4000", vram=8589934592, uuid="GPU-c7b5"),),
+        cpu=CPU(
+            clock_speed=2.4e9,
+            cores=4,
+            model="AMD EPYC",
+            vendor="AMD",
+            threads=8,
+            architecture="amd64",
+            cache_size=32 * 1024 * 1024,
+        ),
+        gpus=(
+            GPU(
+                index=0,
+                vendor=GPUVendor.NVIDIA,
+                pci_address="0000:06:00.0",
+                model="Quadro RTX 4000",
+                vram=8589934592,
+                uuid="GPU-c7b5",
+            ),
+        ),
         ram=RAM(size=16 * 1024**3),
         disk=Disk(size=500 * 10**9),
     )
@@ -65,13 +80,15 @@ def test_round_trip_through_json() -> None:
 
 
 def test_parsing_is_case_insensitive_and_ignores_unknown_keys() -> None:
-    parsed = Resources.from_json({
-        "CPU": {"Clock_Speed": 3e9, "CORES": 2.5, "Architecture": "arm64"},
-        "GPUs": [{"Index": 1, "Vendor": "AMD/ATI", "VRAM": 1024}],
-        "Ram": {"Size": 10},
-        "disk": {"size": 20, "whatever": True},
-        "ID": "from BaseDBModel",
-    })
+    parsed = Resources.from_json(
+        {
+            "CPU": {"Clock_Speed": 3e9, "CORES": 2.5, "Architecture": "arm64"},
+            "GPUs": [{"Index": 1, "Vendor": "AMD/ATI", "VRAM": 1024}],
+            "Ram": {"Size": 10},
+            "disk": {"size": 20, "whatever": True},
+            "ID": "from BaseDBModel",
+        }
+    )
     assert parsed.cpu == CPU(clock_speed=3e9, cores=2.5, architecture="arm64")
     assert parsed.gpus == (GPU(index=1, vendor=GPUVendor.AMD, vram=1024),)
     assert parsed.ram.size == 10 and parsed.disk.size == 20
@@ -82,26 +99,32 @@ def test_missing_parts_are_zero() -> None:
     assert Resources.from_json({"gpus": None}) == Resources()
 
 
-@pytest.mark.parametrize("bad", [
-    {"ram": {"size": -1}},
-    {"ram": {"size": "4GiB"}},
-    {"cpu": {"cores": True}},
-    {"gpus": {"index": 0}},
-    {"cpu": []},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ram": {"size": -1}},
+        {"ram": {"size": "4GiB"}},
+        {"cpu": {"cores": True}},
+        {"gpus": {"index": 0}},
+        {"cpu": []},
+    ],
+)
 def test_invalid_values_raise_invalid_input(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidInput):
         Resources.from_json(bad)
 
 
-@pytest.mark.parametrize(("text", "vendor"), [
-    ("NVIDIA", GPUVendor.NVIDIA),
-    ("nvidia corporation", GPUVendor.NVIDIA),
-    ("Advanced Micro Devices, Inc. [AMD/ATI]", GPUVendor.AMD),
-    ("AMD/ATI", GPUVendor.AMD),
-    ("Intel(R) Corporation", GPUVendor.INTEL),
-    ("None", GPUVendor.NONE),
-    ("Matrox", GPUVendor.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("text", "vendor"),
+    [
+        ("NVIDIA", GPUVendor.NVIDIA),
+        ("nvidia corporation", GPUVendor.NVIDIA),
+        ("Advanced Micro Devices, Inc. [AMD/ATI]", GPUVendor.AMD),
+        ("AMD/ATI", GPUVendor.AMD),
+        ("Intel(R) Corporation", GPUVendor.INTEL),
+        ("None", GPUVendor.NONE),
+        ("Matrox", GPUVendor.UNKNOWN),
+    ],
+)
 def test_gpu_vendor_parse_like_go(text: str, vendor: GPUVendor) -> None:
     assert GPUVendor.parse(text) is vendor

@@ -12,19 +12,22 @@ from dms.resources import format_clock, format_size, parse_clock, parse_size
 GIB = 1024**3
 
 
-@pytest.mark.parametrize(("text", "size"), [
-    ("4", 4 * GIB),
-    ("4GiB", 4 * GIB),
-    ("4 gib", 4 * GIB),
-    ("512MiB", 512 * 1024**2),
-    ("2GB", 2 * 10**9),
-    ("2G", 2 * 10**9),
-    ("1.5GiB", 3 * GIB // 2),
-    ("100B", 100),
-    ("1TiB", 1024**4),
-    (4, 4 * GIB),
-    (0.5, GIB // 2),
-])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("4", 4 * GIB),
+        ("4GiB", 4 * GIB),
+        ("4 gib", 4 * GIB),
+        ("512MiB", 512 * 1024**2),
+        ("2GB", 2 * 10**9),
+        ("2G", 2 * 10**9),
+        ("1.5GiB", 3 * GIB // 2),
+        ("100B", 100),
+        ("1TiB", 1024**4),
+        (4, 4 * GIB),
+        (0.5, GIB // 2),
+    ],
+)
 def test_parse_size(text: str | float, size: int) -> None:
     assert parse_size(text) == size
 
@@ -33,9 +36,16 @@ def test_parse_size_default_unit_can_change() -> None:
     assert parse_size("20", default_unit="GB") == 20 * 10**9
 
 
-@pytest.mark.parametrize(("text", "hz"), [
-    ("2.5GHz", 2.5e9), ("2400MHz", 2.4e9), ("2.4", 2.4e9), ("800 mhz", 8e8), (3, 3e9),
-])
+@pytest.mark.parametrize(
+    ("text", "hz"),
+    [
+        ("2.5GHz", 2.5e9),
+        ("2400MHz", 2.4e9),
+        ("2.4", 2.4e9),
+        ("800 mhz", 8e8),
+        (3, 3e9),
+    ],
+)
 def test_parse_clock(text: str | float, hz: float) -> None:
     assert parse_clock(text) == pytest.approx(hz)
 

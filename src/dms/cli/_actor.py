@@ -26,6 +26,7 @@ from dms.client import RestClient, UserMessage, build_message, payload_from_text
 from dms.config import load_config
 from dms.contexts import open_context
 from dms.errors import InvalidInput
+from dms.resources import parse_size
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -166,23 +167,62 @@ def broadcast(message: EnvelopeArg, as_json: JsonOpt = False) -> None:
 
 @dataclass(frozen=True)
 class Flag:
-    """One payload flag of a behaviour command; ``key`` is the Go payload field it fills."""
+    """One payload flag of a behaviour command; ``key`` is the Go payload field it fills.
+
+    ``short`` may be empty (no short form); ``is_bool`` makes it a switch (``--no-gpu``).
+    """
 
     name: str
     short: str
     key: str
     help: str
     required: bool = True
+    is_bool: bool = False
+
+    @property
+    def param(self) -> str:
+        """The Python parameter name (``no-gpu`` → ``no_gpu``)."""
+        return self.name.replace("-", "_")
+
+
+PayloadBuilder = Callable[[dict[str, Any]], Any]
 
 
 @dataclass(frozen=True)
 class BehaviorCommand:
-    """A behaviour the CLI knows: how to build its payload and whether it is a broadcast."""
+    """A behaviour the CLI knows: how to build its payload and whether it is a broadcast.
+
+    Without ``payload`` the payload is ``{flag.key: value}``; with it, ``payload`` builds it
+    from the flag values (keyed by :attr:`Flag.param`).
+    """
 
     behavior: str
     help: str
     topic: str = ""
     flags: tuple[Flag, ...] = field(default_factory=tuple)
+    payload: PayloadBuilder | None = None
+
+
+def onboard_payload(values: dict[str, Any]) -> Any:
+    """Go's ``OnboardRequest`` from ``--cpu``, ``--ram``, ``--disk``, ``--gpus``, ``--no-gpu``.
+
+    RAM and disk are GiB unless a unit is given (``512MiB``, ``2GB``); sizes are checked here
+    so a typo fails before anything is sent.
+    """
+    try:
+        cores = float(values["cpu"])
+    except ValueError:
+        raise InvalidInput(f"--cpu must be a number of cores, not {values['cpu']!r}") from None
+    resources = {
+        "cpu": {"cores": cores},
+        "ram": {"size": parse_size(values["ram"])},
+        "disk": {"size": parse_size(values["disk"])},
+    }
+    return {
+        "NoGPU": bool(values.get("no_gpu")),
+        "GPUs": values.get("gpus") or "",
+        "Config": {"is_onboarded": True, "onboarded_resources": resources},
+    }
 
 
 CATALOG: tuple[BehaviorCommand, ...] = (
@@ -205,11 +245,33 @@ CATALOG: tuple[BehaviorCommand, ...] = (
     ),
     BehaviorCommand("/dms/node/peers/dht", "Peers in the node's DHT routing table."),
     BehaviorCommand("/dms/node/peers/score", "The node's view of its peers' scores."),
+    BehaviorCommand(
+        "/dms/node/onboarding/onboard",
+        "Offer this machine's resources to the network (replaces any previous onboarding).",
+        flags=(
+            Flag("cpu", "C", "cpu", "CPU cores to offer."),
+            Flag("ram", "R", "ram", "RAM to offer: GiB, or with a unit (4GiB, 512MiB)."),
+            Flag("disk", "D", "disk", "Disk to offer: GiB, or with a unit."),
+            Flag("gpus", "G", "GPUs", "GPUs as index:vram,... e.g. 0:4,1:8.", required=False),
+            Flag("no-gpu", "", "NoGPU", "Offer no GPU.", required=False, is_bool=True),
+        ),
+        payload=onboard_payload,
+    ),
+    BehaviorCommand("/dms/node/onboarding/offboard", "Withdraw the node's resources."),
+    BehaviorCommand("/dms/node/onboarding/status", "Whether the node is onboarded."),
+    BehaviorCommand("/dms/node/resources/onboarded", "Resources the node offers."),
+    BehaviorCommand("/dms/node/resources/free", "Offered resources not committed or allocated."),
+    BehaviorCommand("/dms/node/resources/allocated", "Resources allocated to running work."),
+    BehaviorCommand("/dms/node/hardware/spec", "The node's machine resources."),
+    BehaviorCommand("/dms/node/hardware/usage", "What the node's machine uses right now."),
 )
 
 
 def _run_behavior(spec: BehaviorCommand, values: dict[str, Any]) -> None:
-    payload = {flag.key: values[flag.name] for flag in spec.flags} or None
+    if spec.payload is not None:
+        payload = spec.payload(values)
+    else:
+        payload = {flag.key: values[flag.param] for flag in spec.flags} or None
     message = _build(
         values["context"],
         spec.behavior,
@@ -249,10 +311,21 @@ def _command_for(spec: BehaviorCommand) -> Callable[..., None]:
             )
         )
     for flag in spec.flags:
-        option = typer.Option(f"--{flag.name}", f"-{flag.short}", help=flag.help)
+        names = (f"--{flag.name}", f"-{flag.short}") if flag.short else (f"--{flag.name}",)
+        option = typer.Option(*names, help=flag.help)
+        if flag.is_bool:
+            params.append(
+                inspect.Parameter(
+                    flag.param,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=False,
+                    annotation=Annotated[bool, option],
+                )
+            )
+            continue
         params.append(
             inspect.Parameter(
-                flag.name,
+                flag.param,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=... if flag.required else None,
                 annotation=Annotated[str, option]

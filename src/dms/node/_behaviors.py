@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dms.node._hello import PUBLIC_HELLO
+from dms.node._onboarding import install_onboarding
 from dms.node._peers import install_peers
 from dms.node._public import install_public
 
@@ -22,3 +23,4 @@ def install_behaviors(node: Node) -> None:
     """Register the node's behaviours (each group module adds its own)."""
     install_public(node)
     install_peers(node)
+    install_onboarding(node)

@@ -16,6 +16,7 @@ from dms.actor import Actor, SecurityContext
 from dms.config import Config
 from dms.network import Network
 from dms.node._hello import HELLO_DELAY, PEER_POLL_INTERVAL, HelloExchange
+from dms.resources import ResourceManager
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -29,7 +30,8 @@ class Node:
     """The root actor of a DMS and what its behaviours need (config, network, start time).
 
     ``hello_delay`` (Go: 10–20 s) and ``peer_poll_interval`` tune the hello exchange; tests
-    shorten them so the exchange happens in a fraction of a second.
+    shorten them so the exchange happens in a fraction of a second. ``resources`` is the
+    node's resource manager (onboarding, free/committed/allocated resources).
     """
 
     def __init__(
@@ -40,8 +42,11 @@ class Node:
         *,
         hello_delay: tuple[float, float] = HELLO_DELAY,
         peer_poll_interval: float = PEER_POLL_INTERVAL,
+        resources: ResourceManager | None = None,
     ) -> None:
         self.network = network
+        #: Onboarding and resource books (None: the resource behaviours answer with an error).
+        self.resources = resources
         self.security = security
         self.config = config
         self.actor = Actor(network, security, ROOT_INBOX)

@@ -10,7 +10,9 @@ Public API (everything else is private):
 * detection: :func:`detect_machine`, :func:`detect_gpus`, :func:`scan_gpus`,
   :func:`machine_usage`, :class:`Usage`, :class:`GPUUsage`, :class:`GPUScan`,
   :class:`GPUReading`; the NVML adapter :class:`NVML`, :class:`PyNVML`, :class:`RecordedNVML`;
-  the tool-output parsers for AMD and Intel.
+  the tool-output parsers for AMD and Intel;
+* accounting: :class:`ResourceManager` (onboarded/committed/allocated/free, kept in the store),
+  :func:`validate_onboarding`, :func:`shortfall`.
 """
 
 from dms.resources._arith import add, compare, compare_cpu, compare_gpus, subtract
@@ -36,6 +38,7 @@ from dms.resources._gpu_amd import (
 )
 from dms.resources._gpu_intel import parse_xpu_discovery, parse_xpu_stats, probe_intel
 from dms.resources._gpu_nvidia import NVML, NVMLDevice, PyNVML, RecordedNVML, probe_nvidia
+from dms.resources._manager import ResourceManager, shortfall, validate_onboarding
 from dms.resources._memory import detect_ram
 from dms.resources._tools import GPUReading, ProbeUnavailable
 from dms.resources._types import CPU, GPU, RAM, Disk, GPUVendor, Resources
@@ -58,6 +61,7 @@ __all__ = [
     "PyNVML",
     "RecordedNVML",
     "ResourceError",
+    "ResourceManager",
     "Resources",
     "Usage",
     "add",
@@ -84,5 +88,7 @@ __all__ = [
     "probe_intel",
     "probe_nvidia",
     "scan_gpus",
+    "shortfall",
     "subtract",
+    "validate_onboarding",
 ]

@@ -46,8 +46,9 @@ def _fill(base: _T, other: _T, skip: str) -> _T:
 
 def _add_gpus(own: tuple[GPU, ...], other: tuple[GPU, ...]) -> tuple[GPU, ...]:
     by_index = {g.index: g for g in other}
-    out = [replace(g, vram=g.vram + by_index[g.index].vram) if g.index in by_index else g
-           for g in own]
+    out = [
+        replace(g, vram=g.vram + by_index[g.index].vram) if g.index in by_index else g for g in own
+    ]
     have = {g.index for g in own}
     out.extend(g for g in other if g.index not in have)
     return tuple(out)
@@ -57,8 +58,10 @@ def _subtract_gpus(own: tuple[GPU, ...], other: tuple[GPU, ...]) -> tuple[GPU, .
     own_index = {g.index for g in own}
     for g in other:
         if g.index not in own_index and g.vram:
-            raise ResourceError(f"GPU {g.index}: cannot subtract {format_size(g.vram)} of VRAM "
-                                "from a GPU that is not there")
+            raise ResourceError(
+                f"GPU {g.index}: cannot subtract {format_size(g.vram)} of VRAM "
+                "from a GPU that is not there"
+            )
     by_index = {g.index: g for g in other}
     out = []
     for g in own:
@@ -67,16 +70,19 @@ def _subtract_gpus(own: tuple[GPU, ...], other: tuple[GPU, ...]) -> tuple[GPU, .
             out.append(g)
             continue
         if g.vram < sub.vram:
-            raise ResourceError(f"GPU {g.index} VRAM: cannot subtract {format_size(sub.vram)} "
-                                f"from {format_size(g.vram)}")
+            raise ResourceError(
+                f"GPU {g.index} VRAM: cannot subtract {format_size(sub.vram)} "
+                f"from {format_size(g.vram)}"
+            )
         out.append(replace(g, vram=g.vram - sub.vram))
     return tuple(out)
 
 
 def add(a: Resources, b: Resources) -> Resources:
     """``a + b`` (e.g. the total of several allocations)."""
-    cpu = replace(_fill(a.cpu, b.cpu, "cores"),
-                  cores=round_cores(to_float32(a.cpu.cores + b.cpu.cores)))
+    cpu = replace(
+        _fill(a.cpu, b.cpu, "cores"), cores=round_cores(to_float32(a.cpu.cores + b.cpu.cores))
+    )
     ram = replace(_fill(a.ram, b.ram, "size"), size=a.ram.size + b.ram.size)
     disk = replace(_fill(a.disk, b.disk, "size"), size=a.disk.size + b.disk.size)
     return Resources(cpu=cpu, gpus=_add_gpus(a.gpus, b.gpus), ram=ram, disk=disk)
@@ -87,11 +93,13 @@ def subtract(a: Resources, b: Resources) -> Resources:
     if a.cpu.cores < b.cpu.cores:
         raise ResourceError(f"CPU cores: cannot subtract {b.cpu.cores:g} from {a.cpu.cores:g}")
     if a.ram.size < b.ram.size:
-        raise ResourceError(f"RAM: cannot subtract {format_size(b.ram.size)} "
-                            f"from {format_size(a.ram.size)}")
+        raise ResourceError(
+            f"RAM: cannot subtract {format_size(b.ram.size)} from {format_size(a.ram.size)}"
+        )
     if a.disk.size < b.disk.size:
-        raise ResourceError(f"disk: cannot subtract {format_size(b.disk.size)} "
-                            f"from {format_size(a.disk.size)}")
+        raise ResourceError(
+            f"disk: cannot subtract {format_size(b.disk.size)} from {format_size(a.disk.size)}"
+        )
     return Resources(
         cpu=replace(a.cpu, cores=round_cores(to_float32(a.cpu.cores - b.cpu.cores))),
         gpus=_subtract_gpus(a.gpus, b.gpus),

@@ -34,8 +34,14 @@ GOARCH = {
 }
 
 _VENDORS = {"genuineintel": "Intel", "authenticamd": "AMD", "hygongenuine": "Hygon"}
-_ARM_IMPLEMENTERS = {"0x41": "ARM", "0x61": "Apple", "0x51": "Qualcomm", "0x48": "HiSilicon",
-                     "0x4e": "NVIDIA", "0xc0": "Ampere"}
+_ARM_IMPLEMENTERS = {
+    "0x41": "ARM",
+    "0x61": "Apple",
+    "0x51": "Qualcomm",
+    "0x48": "HiSilicon",
+    "0x4e": "NVIDIA",
+    "0xc0": "Ampere",
+}
 _SIZE_RE = re.compile(r"\s*(\d+)\s*([kKmMgG]?)[iI]?[bB]?\s*")
 _SIZE_FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 

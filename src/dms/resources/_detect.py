@@ -29,11 +29,13 @@ log = logging.getLogger(__name__)
 Probe = Callable[[], list[GPUReading]]
 
 #: vendor probes in Go's order (NVIDIA, AMD, Intel): DMS GPU indices follow this order
-DEFAULT_PROBES: Mapping[GPUVendor, Probe] = MappingProxyType({
-    GPUVendor.NVIDIA: probe_nvidia,
-    GPUVendor.AMD: probe_amd,
-    GPUVendor.INTEL: probe_intel,
-})
+DEFAULT_PROBES: Mapping[GPUVendor, Probe] = MappingProxyType(
+    {
+        GPUVendor.NVIDIA: probe_nvidia,
+        GPUVendor.AMD: probe_amd,
+        GPUVendor.INTEL: probe_intel,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,14 @@ def scan_gpus(probes: Mapping[GPUVendor, Probe] | None = None) -> GPUScan:
             continue
         readings.extend(found)
     gpus = tuple(
-        GPU(index=i, vendor=r.vendor, pci_address=r.pci_address, model=r.model,
-            vram=r.vram_total, uuid=r.uuid)
+        GPU(
+            index=i,
+            vendor=r.vendor,
+            pci_address=r.pci_address,
+            model=r.model,
+            vram=r.vram_total,
+            uuid=r.uuid,
+        )
         for i, r in enumerate(readings)
     )
     return GPUScan(gpus=gpus, readings=tuple(readings), unavailable=unavailable)
@@ -112,11 +120,22 @@ class Usage:
         busy = round_cores(machine.cpu.cores * self.cpu_percent / 100.0)
         used_vram = {g.index: g.vram_used or 0 for g in self.gpus}
         return Resources(
-            cpu=CPU(clock_speed=machine.cpu.clock_speed, cores=busy,
-                    architecture=machine.cpu.architecture),
-            gpus=tuple(GPU(index=g.index, vendor=g.vendor, pci_address=g.pci_address,
-                           model=g.model, vram=used_vram.get(g.index, 0), uuid=g.uuid)
-                       for g in machine.gpus),
+            cpu=CPU(
+                clock_speed=machine.cpu.clock_speed,
+                cores=busy,
+                architecture=machine.cpu.architecture,
+            ),
+            gpus=tuple(
+                GPU(
+                    index=g.index,
+                    vendor=g.vendor,
+                    pci_address=g.pci_address,
+                    model=g.model,
+                    vram=used_vram.get(g.index, 0),
+                    uuid=g.uuid,
+                )
+                for g in machine.gpus
+            ),
             ram=RAM(size=self.ram_used),
             disk=Disk(size=self.disk_used),
         )
@@ -124,8 +143,10 @@ class Usage:
 
 def gpu_usage(scan: GPUScan) -> tuple[GPUUsage, ...]:
     """Per-GPU usage from a scan's readings."""
-    return tuple(GPUUsage(index=g.index, vram_used=r.vram_used, utilization=r.utilization)
-                 for g, r in zip(scan.gpus, scan.readings, strict=True))
+    return tuple(
+        GPUUsage(index=g.index, vram_used=r.vram_used, utilization=r.utilization)
+        for g, r in zip(scan.gpus, scan.readings, strict=True)
+    )
 
 
 def machine_usage(

@@ -36,11 +36,25 @@ from dms.resources._types import GPUVendor
 log = logging.getLogger(__name__)
 
 AMD_SMI_STATIC = ["amd-smi", "static", "--asic", "--bus", "--vram", "--json"]
-ROCM_SMI = ["rocm-smi", "--showproductname", "--showmeminfo", "vram", "--showuse", "--showbus",
-            "--json"]
+ROCM_SMI = [
+    "rocm-smi",
+    "--showproductname",
+    "--showmeminfo",
+    "vram",
+    "--showuse",
+    "--showbus",
+    "--json",
+]
 
-_UNIT_BYTES = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "kib": 1024, "mib": 1024**2,
-               "gib": 1024**3}
+_UNIT_BYTES = {
+    "b": 1,
+    "kb": 1024,
+    "mb": 1024**2,
+    "gb": 1024**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
 
 
 def _with_unit(value: Any) -> int | None:
@@ -71,14 +85,16 @@ def parse_amd_smi_static(text: str) -> list[GPUReading]:
         bus = lower_keys(gpu.get("bus") or {})
         vram = lower_keys(gpu.get("vram") or {})
         device_id = to_int(gpu.get("gpu"))
-        readings.append(GPUReading(
-            vendor=GPUVendor.AMD,
-            model=str(asic.get("market_name") or ""),
-            pci_address=normalize_pci(str(bus.get("bdf") or "")),
-            uuid=str(gpu.get("uuid") or asic.get("asic_serial") or ""),
-            vram_total=_with_unit(vram.get("size")) or 0,
-            device_id=device_id if device_id is not None else position,
-        ))
+        readings.append(
+            GPUReading(
+                vendor=GPUVendor.AMD,
+                model=str(asic.get("market_name") or ""),
+                pci_address=normalize_pci(str(bus.get("bdf") or "")),
+                uuid=str(gpu.get("uuid") or asic.get("asic_serial") or ""),
+                vram_total=_with_unit(vram.get("size")) or 0,
+                device_id=device_id if device_id is not None else position,
+            )
+        )
     return readings
 
 
@@ -108,8 +124,11 @@ def parse_rocm_smi_json(text: str) -> list[GPUReading]:
     data = load_json(text, "rocm-smi")
     if not isinstance(data, Mapping):
         raise ProbeUnavailable("rocm-smi: unexpected JSON shape")
-    cards = [(k, v) for k, v in data.items()
-             if str(k).lower().startswith("card") and isinstance(v, Mapping)]
+    cards = [
+        (k, v)
+        for k, v in data.items()
+        if str(k).lower().startswith("card") and isinstance(v, Mapping)
+    ]
     return [_rocm_reading(name, fields, i) for i, (name, fields) in enumerate(cards)]
 
 
@@ -120,12 +139,16 @@ def parse_rocm_smi_csv(text: str) -> list[GPUReading]:
     if start is None:
         raise ProbeUnavailable("rocm-smi: no CSV header in output")
     rows = csv.DictReader(io.StringIO("\n".join(lines[start:])))
-    return [_rocm_reading(row.get("device", ""), row, i) for i, row in enumerate(rows)
-            if str(row.get("device", "")).lower().startswith("card")]
+    return [
+        _rocm_reading(row.get("device", ""), row, i)
+        for i, row in enumerate(rows)
+        if str(row.get("device", "")).lower().startswith("card")
+    ]
 
 
 def probe_amd(
-    run: Callable[[list[str], float], str] = run_tool, timeout: float = DEFAULT_TIMEOUT,
+    run: Callable[[list[str], float], str] = run_tool,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> list[GPUReading]:
     """AMD GPUs from amd-smi, else rocm-smi; :class:`ProbeUnavailable` if neither works."""
     try:

@@ -95,7 +95,8 @@ def parse_xpu_stats(text: str) -> tuple[int | None, float | None]:
 
 
 def probe_intel(
-    run: Callable[[list[str], float], str] = run_tool, timeout: float = DEFAULT_TIMEOUT,
+    run: Callable[[list[str], float], str] = run_tool,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> list[GPUReading]:
     """Intel GPUs with memory and, where xpu-smi reports them, usage figures."""
     readings = parse_xpu_discovery(run(["xpu-smi", "discovery", "-j"], timeout))
@@ -105,14 +106,16 @@ def probe_intel(
         if not reading.vram_total:
             try:
                 detail = parse_xpu_discovery(
-                    run(["xpu-smi", "discovery", "-d", str(r.device_id), "-j"], timeout))
+                    run(["xpu-smi", "discovery", "-d", str(r.device_id), "-j"], timeout)
+                )
                 if detail:
                     reading = replace(detail[0], device_id=r.device_id)
             except ProbeUnavailable as exc:
                 log.info("xpu-smi discovery -d %s: %s", r.device_id, exc)
         try:
             used, util = parse_xpu_stats(
-                run(["xpu-smi", "stats", "-d", str(r.device_id), "-j"], timeout))
+                run(["xpu-smi", "stats", "-d", str(r.device_id), "-j"], timeout)
+            )
             reading = replace(reading, vram_used=used, utilization=util)
         except ProbeUnavailable as exc:
             log.info("xpu-smi stats -d %s: %s", r.device_id, exc)

@@ -119,16 +119,18 @@ def probe_nvidia(nvml: NVML | None = None) -> list[GPUReading]:
         readings = []
         for i in range(lib.device_count()):
             dev = lib.device(i)
-            readings.append(GPUReading(
-                vendor=GPUVendor.NVIDIA,
-                model=dev.name,
-                pci_address=normalize_pci(dev.pci_bus_id),
-                uuid=dev.uuid,
-                vram_total=dev.memory_total,
-                vram_used=dev.memory_used,
-                utilization=dev.utilization_gpu,
-                device_id=i,
-            ))
+            readings.append(
+                GPUReading(
+                    vendor=GPUVendor.NVIDIA,
+                    model=dev.name,
+                    pci_address=normalize_pci(dev.pci_bus_id),
+                    uuid=dev.uuid,
+                    vram_total=dev.memory_total,
+                    vram_used=dev.memory_used,
+                    utilization=dev.utilization_gpu,
+                    device_id=i,
+                )
+            )
         return readings
     except Exception as exc:
         raise ProbeUnavailable(f"NVML query failed: {exc}") from exc

@@ -45,7 +45,11 @@ def run_tool(argv: list[str], timeout: float = DEFAULT_TIMEOUT) -> str:
         raise ProbeUnavailable(f"{argv[0]} not found on PATH")
     try:
         proc = subprocess.run(  # fixed argv, no shell
-            [exe, *argv[1:]], capture_output=True, text=True, timeout=timeout, check=False,
+            [exe, *argv[1:]],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise ProbeUnavailable(f"{' '.join(argv)} timed out after {timeout:g}s") from exc
@@ -65,7 +69,7 @@ def load_json(text: str, tool: str) -> Any:
         line = text.strip().splitlines()[0] if text.strip() else "no output"
         raise ProbeUnavailable(f"{tool}: no JSON in output ({line})")
     try:
-        return json.loads(text[min(starts):])
+        return json.loads(text[min(starts) :])
     except json.JSONDecodeError as exc:
         raise ProbeUnavailable(f"{tool}: invalid JSON output: {exc}") from exc
 

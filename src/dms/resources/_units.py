@@ -35,8 +35,13 @@ _SIZE_RE = re.compile(rf"\s*(?P<num>{_NUMBER})\s*(?P<unit>[a-zA-Z]*)\s*")
 _CLOCK_RE = _SIZE_RE
 
 #: binary units used when formatting, largest first
-_FORMAT_SIZES = (("PiB", 1024**5), ("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2),
-                 ("KiB", 1024))
+_FORMAT_SIZES = (
+    ("PiB", 1024**5),
+    ("TiB", 1024**4),
+    ("GiB", 1024**3),
+    ("MiB", 1024**2),
+    ("KiB", 1024),
+)
 
 
 def _size_factor(unit: str) -> int | None:
