@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from dms import gojson
 from dms.actor import Envelope
 from dms.did import DID
-from dms.node._machine import CPU, GPU, Resources, detect_resources
 from dms.node._payloads import (
     PeerScore,
     RequestError,
@@ -21,6 +18,7 @@ from dms.node._payloads import (
     score_response,
     string_field,
 )
+from dms.resources import Resources
 
 
 def env_with(message: bytes) -> Envelope:
@@ -61,27 +59,9 @@ def test_response_bytes() -> None:
     )
 
 
-def test_resources_json_follows_go_tags() -> None:
+def test_status_response_wraps_go_resources() -> None:
+    # the Resources JSON itself is tested byte for byte in tests/resources
     assert gojson.marshal(public_status_response("ERROR", Resources())) == (
         b'{"Status":"ERROR","Resources":{"cpu":{"clock_speed":0,"cores":0},'
         b'"ram":{"size":0},"disk":{"size":0}}}'
     )
-    full = Resources(
-        cpu=CPU(3.5e9, 8, "Ryzen", "AuthenticAMD", 16, "amd64", 32 << 20),
-        ram=16_000_000_000,
-        disk=500_000_000_000,
-        gpus=(GPU(0, "NVIDIA", "0000:01:00.0", "T4", 16 << 30, "GPU-1"),),
-    )
-    assert gojson.marshal(full) == (
-        b'{"cpu":{"clock_speed":3500000000,"cores":8,"model":"Ryzen","vendor":"AuthenticAMD",'
-        b'"threads":16,"architecture":"amd64","cache_size":33554432},'
-        b'"gpus":[{"index":0,"vendor":"NVIDIA","pci_address":"0000:01:00.0","model":"T4",'
-        b'"vram":17179869184,"uuid":"GPU-1"}],'
-        b'"ram":{"size":16000000000},"disk":{"size":500000000000}}'
-    )
-
-
-def test_detection_on_a_missing_work_dir(tmp_path: Path) -> None:
-    found = detect_resources(tmp_path / "not" / "yet")
-    assert found.cpu.cores >= 1 and found.cpu.threads >= 1
-    assert found.ram > 0 and found.disk > 0

@@ -21,9 +21,9 @@ from dms.actor import Envelope
 from dms.did import peer_id_from_did
 from dms.errors import DMSError
 from dms.node._hello import PUBLIC_HELLO
-from dms.node._machine import Resources, detect_resources
 from dms.node._payloads import hello_response, public_status_response
 from dms.node._reply import send_reply
+from dms.resources import Resources, detect_machine
 
 if TYPE_CHECKING:
     from dms.node._node import Node
@@ -54,9 +54,7 @@ def install_public(node: Node) -> None:
 
     async def public_status(env: Envelope) -> None:
         try:
-            resources = await trio.to_thread.run_sync(
-                detect_resources, node.config.general.work_dir
-            )
+            resources = await trio.to_thread.run_sync(detect_machine, node.config.general.work_dir)
             payload = public_status_response("OK", resources)
         except Exception as exc:  # a detector failure is a status, not a crash
             log.warning("machine resources detection failed: %s", exc)
