@@ -121,3 +121,20 @@ async def test_without_a_manager_the_behaviours_answer_an_error(
     reply = await call(a, b, "/dms/node/onboarding/onboard", {"cpu": 1})
     assert reply["success"] is False and "not available" in reply["error"]
     assert "not available" in (await call(a, b, "/dms/node/resources/free"))["Error"]
+
+
+async def test_public_status_reports_the_managers_machine_without_redetecting(
+    nursery: trio.Nursery, tmp_path: Path, store: Database
+) -> None:
+    a, b = await make_sim_nodes(nursery, MemoryFabric(), User(), tmp_path, 2)
+    known = Resources.from_json(
+        {
+            "cpu": {"cores": 7, "clock_speed": 1e9, "architecture": "amd64"},
+            "ram": {"size": GIB},
+            "disk": {"size": 2 * GIB},
+        }
+    )
+    b.node.resources = ResourceManager(store, known)
+    status = await call(a, b, "/public/status")
+    assert status["Status"] == "OK"
+    assert status["Resources"]["cpu"]["cores"] == 7 and status["Resources"]["ram"]["size"] == GIB

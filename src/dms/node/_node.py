@@ -15,8 +15,9 @@ import trio
 from dms.actor import Actor, SecurityContext
 from dms.config import Config
 from dms.network import Network
+from dms.node._behaviors import install_behaviors
 from dms.node._hello import HELLO_DELAY, PEER_POLL_INTERVAL, HelloExchange
-from dms.resources import ResourceManager
+from dms.resources import ResourceManager, Resources, detect_machine
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -47,6 +48,7 @@ class Node:
         self.network = network
         #: Onboarding and resource books (None: the resource behaviours answer with an error).
         self.resources = resources
+        self._machine: Resources | None = None  # detected on first use when there is no manager
         self.security = security
         self.config = config
         self.actor = Actor(network, security, ROOT_INBOX)
@@ -56,9 +58,21 @@ class Node:
         self.hello = HelloExchange(
             self.actor, network, delay=hello_delay, poll_interval=peer_poll_interval
         )
-        from dms.node._behaviors import install_behaviors
-
         install_behaviors(self)
+
+    async def machine(self) -> Resources:
+        """The machine's resources, detected once and kept.
+
+        The resource manager already holds what the daemon detected at start-up; re-running
+        detection (GPU tool subprocesses included) on every /public/status would be waste.
+        """
+        if self.resources is not None:
+            return self.resources.machine
+        if self._machine is None:
+            self._machine = await trio.to_thread.run_sync(
+                detect_machine, self.config.general.work_dir
+            )
+        return self._machine
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the node actor and the hello exchange until cancelled."""

@@ -15,15 +15,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import trio
-
 from dms.actor import Envelope
 from dms.did import peer_id_from_did
 from dms.errors import DMSError
 from dms.node._hello import PUBLIC_HELLO
 from dms.node._payloads import hello_response, public_status_response
 from dms.node._reply import send_reply
-from dms.resources import Resources, detect_machine
+from dms.resources import Resources
 
 if TYPE_CHECKING:
     from dms.node._node import Node
@@ -54,8 +52,7 @@ def install_public(node: Node) -> None:
 
     async def public_status(env: Envelope) -> None:
         try:
-            resources = await trio.to_thread.run_sync(detect_machine, node.config.general.work_dir)
-            payload = public_status_response("OK", resources)
+            payload = public_status_response("OK", await node.machine())
         except Exception as exc:  # a detector failure is a status, not a crash
             log.warning("machine resources detection failed: %s", exc)
             payload = public_status_response("ERROR", Resources())
