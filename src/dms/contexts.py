@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dms.did import Provider, is_ledger_context, provider_for_context
-from dms.ucan import CapabilityContext, cap_path, load_context, new_context
+from dms.ucan import CapabilityContext, cap_path, load_context, new_context, save_context
 
 PassphraseReader = Callable[[bool], str]
 
@@ -36,8 +36,6 @@ def create_context(
     file_name = context_file_name(name)
     path = cap_path(user_dir, file_name)
     if overwrite and path.exists():
-        from dms.ucan import save_context
-
         ctx = CapabilityContext(provider, name=file_name)
         save_context(user_dir, ctx)
         return ctx, provider

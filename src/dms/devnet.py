@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -303,6 +304,4 @@ def down(base: Path, *, purge: bool = False) -> None:
     net = Devnet.load(base)
     stop(net)
     if purge:
-        import shutil
-
         shutil.rmtree(base)

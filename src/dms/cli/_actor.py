@@ -268,6 +268,7 @@ CATALOG: tuple[BehaviorCommand, ...] = (
 
 
 def _run_behavior(spec: BehaviorCommand, values: dict[str, Any]) -> None:
+    rest = _rest()
     if spec.payload is not None:
         payload = spec.payload(values)
     else:
@@ -281,8 +282,8 @@ def _run_behavior(spec: BehaviorCommand, values: dict[str, Any]) -> None:
         invocation=not spec.topic,
         timeout=values["timeout"],
         expiry=values["expiry"],
+        client=rest,
     )
-    rest = _rest()
     if spec.topic:
         _show_replies(rest.broadcast(message.envelope), values["as_json"])
     else:

@@ -16,10 +16,9 @@ import typer
 
 from dms.config import load_config
 from dms.crypto import read_passphrase
+from dms.errors import InvalidInput
 
 _state: dict[str, Path | None] = {"config_path": None}
-
-ContextOption = typer.Option("user", "--context", "-c", help="Capability context (and key) to use.")
 
 
 def set_config_path(path: Path | None) -> None:
@@ -58,8 +57,6 @@ def print_json(value: Any) -> None:
 
 def confirm_overwrite(what: str, force: bool) -> None:
     """Ask before replacing ``what``; without a terminal, ``--force`` is required."""
-    from dms.errors import InvalidInput
-
     if force:
         return
     if not sys.stdin.isatty():

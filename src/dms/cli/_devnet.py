@@ -10,6 +10,7 @@ import typer
 
 from dms import devnet
 from dms.cli._common import info, print_json
+from dms.errors import InvalidInput
 
 app = typer.Typer(no_args_is_help=True, help="A local DMS network on loopback, for trying things.")
 
@@ -58,8 +59,6 @@ def env(
     """Print shell exports that make `nunet` act as the devnet's user against a node."""
     net = devnet.Devnet.load(directory.resolve())
     if not 0 <= node < len(net.nodes):
-        from dms.errors import InvalidInput
-
         raise InvalidInput(f"no node {node}: this devnet has nodes 0..{len(net.nodes) - 1}")
     values = net.cli_env(node)
     for key in ("DMS_GENERAL_USER_DIR", "DMS_REST_PORT", "DMS_PASSPHRASE"):

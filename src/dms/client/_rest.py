@@ -7,6 +7,7 @@ one-line :class:`~dms.errors.DMSError` messages here, so the CLI prints them as 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -108,6 +109,4 @@ class RestClient:
 
     def _deadline(self, envelope: Envelope) -> float:
         """HTTP timeout: the message's remaining lifetime plus a margin for the relay."""
-        import time
-
         return max(1.0, (envelope.options.expire - time.time_ns()) / 1e9 + 5.0)
