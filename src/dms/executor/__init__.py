@@ -1,0 +1,70 @@
+"""Executors: where allocations actually run (spec §10).
+
+Public API:
+
+* the interface :class:`Executor` and its settings :class:`ExecutorSettings`;
+* types: :class:`SpecConfig`, :class:`ExecutionRequest`, :class:`ExecutionResult`,
+  :class:`ExecutionStatus`, :class:`Termination`, :class:`ExecutionInfo`, :class:`LogChunk`,
+  :class:`ExecResult`, :class:`PortBinding`;
+* :class:`ExecutorRegistry` (executors by name, which can run here and why not);
+* errors: :class:`ExecutorError` and its subclasses.
+
+Back-ends, one module each, imported lazily through the registry: ``docker`` (a real Docker
+engine via the ``docker`` SDK), ``wasm`` (``wasmtime``; the embedded default, runs anywhere),
+``null`` (no work; for scheduler tests and benchmarks).
+"""
+
+from dms.executor._base import ExecutionTable, Executor, ExecutorSettings, TrackedExecution
+from dms.executor._errors import (
+    ExecutionExists,
+    ExecutionNotFound,
+    ExecutorError,
+    ExecutorUnavailable,
+    ImageUnavailable,
+    InvalidSpec,
+    Unsupported,
+)
+from dms.executor._registry import (
+    BUILTIN_EXECUTORS,
+    ExecutorAvailability,
+    ExecutorRegistry,
+    UnknownExecutor,
+)
+from dms.executor._types import (
+    ExecResult,
+    ExecutionInfo,
+    ExecutionRequest,
+    ExecutionResult,
+    ExecutionStatus,
+    LogChunk,
+    PortBinding,
+    SpecConfig,
+    Termination,
+)
+
+__all__ = [
+    "BUILTIN_EXECUTORS",
+    "ExecResult",
+    "ExecutionExists",
+    "ExecutionInfo",
+    "ExecutionNotFound",
+    "ExecutionRequest",
+    "ExecutionResult",
+    "ExecutionStatus",
+    "ExecutionTable",
+    "Executor",
+    "ExecutorAvailability",
+    "ExecutorError",
+    "ExecutorRegistry",
+    "ExecutorSettings",
+    "ExecutorUnavailable",
+    "ImageUnavailable",
+    "InvalidSpec",
+    "LogChunk",
+    "PortBinding",
+    "SpecConfig",
+    "Termination",
+    "TrackedExecution",
+    "UnknownExecutor",
+    "Unsupported",
+]
