@@ -15,6 +15,7 @@ import typer
 
 from dms import __version__
 from dms.cli import _actor, _cap, _config, _devnet, _key, _run
+from dms.cli import _executor
 from dms.cli._common import set_config_path
 from dms.errors import DMSError
 
@@ -31,6 +32,7 @@ app.add_typer(_config.app, name="config")
 app.command("run")(_run.run)
 app.add_typer(_actor.app, name="actor")
 app.add_typer(_devnet.app, name="devnet")
+app.add_typer(_executor.app, name="executor")
 
 
 @app.callback()

@@ -70,6 +70,10 @@ class SpecConfig:
         if not isinstance(execution, Mapping):
             raise InvalidSpec("execution: expected a mapping with a 'type'")
         kind = execution.get("type")
+        if kind is None and "type" in execution:
+            raise InvalidSpec(
+                "execution: 'type' is YAML null; quote it (\"null\") for the null executor"
+            )
         if not isinstance(kind, str) or not kind:
             raise InvalidSpec("execution: 'type' must be a non-empty string")
         return cls(kind, {k: v for k, v in execution.items() if k != "type"})

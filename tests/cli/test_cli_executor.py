@@ -1,0 +1,131 @@
+"""``nunet executor`` driven as a user would: the real console script in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+NUNET = str(Path(sys.executable).parent / "nunet")
+
+NULL_ENSEMBLE = """\
+version: "V1"
+allocations:
+  sleeper:
+    executor: "null"
+    type: task
+    resources: {cpu: {cores: 1}, ram: {size: 512MiB}, disk: {size: 1}}
+    execution: {type: "null", duration: %(duration)s, exit_code: 4, stdout: "hello from null\\n"}
+  other:
+    executor: "null"
+    execution: {type: "null"}
+nodes:
+  node1:
+    allocations: [sleeper, other]
+"""
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["HOME"] = str(tmp_path / "home")
+    env["DMS_GENERAL_USER_DIR"] = str(tmp_path / "user")
+    env["DMS_GENERAL_WORK_DIR"] = str(tmp_path / "work")
+    return env
+
+
+def nunet(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [NUNET, *args],
+        check=False,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _ensemble(tmp_path: Path, duration: float = 0.1) -> Path:
+    path = tmp_path / "ensemble.yaml"
+    path.write_text(NULL_ENSEMBLE % {"duration": duration})
+    return path
+
+
+def test_list_says_which_executors_run_here(tmp_path: Path) -> None:
+    done = nunet(tmp_path, "executor", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    found = {e["name"]: e for e in json.loads(done.stdout)}
+    assert found["null"] == {"name": "null", "available": True, "reason": ""}
+    assert {"docker", "wasm"} <= set(found)
+    for entry in found.values():
+        assert entry["available"] or entry["reason"].startswith(entry["name"] + ":")
+
+
+def test_run_streams_output_and_exits_with_the_executions_code(tmp_path: Path) -> None:
+    done = nunet(tmp_path, "executor", "run", str(_ensemble(tmp_path)), "-a", "sleeper")
+    assert done.returncode == 4
+    assert done.stdout == "hello from null\n"
+    assert "allocation 'sleeper' (null) exited with code 4" in done.stderr
+
+
+def test_run_json_and_timeout(tmp_path: Path) -> None:
+    path = _ensemble(tmp_path, duration=30)
+    started = time.monotonic()
+    done = nunet(tmp_path, "executor", "run", str(path), "-a", "sleeper", "--json", "-t", "0.3s")
+    assert time.monotonic() - started < 10
+    assert done.returncode == 124
+    result = json.loads(done.stdout)
+    assert result["termination"] == "cpu_limit"
+    assert result["error_msg"] == "--timeout of 0.3 s reached"
+
+
+def test_interrupt_cancels_the_execution(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [NUNET, "executor", "run", str(_ensemble(tmp_path, duration=60)), "-a", "sleeper"],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # start-up of the CLI
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert "was interrupted" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "message"),
+    [
+        ("allocations: [unclosed", (), "error: invalid YAML at line 1"),
+        (NULL_ENSEMBLE % {"duration": 0}, (), "several allocations (other, sleeper); name one"),
+        (NULL_ENSEMBLE % {"duration": 0}, ("-a", "nope"), "no allocation 'nope'"),
+        ("execution: {type: null}", (), "quote it"),
+        ("execution: {type: vm}", (), "unknown executor 'vm'"),
+        ("execution: {type: 'null', duration: -1}", (), "'duration' must not be negative"),
+        ("executor: docker\nexecution: {type: 'null'}", (), "cannot run an execution of type"),
+        ("resources: {ram: {size: lots}}\nexecution: {type: 'null'}", (), "resources.ram.size"),
+    ],
+)
+def test_bad_input_is_one_line_and_runs_nothing(
+    tmp_path: Path, text: str, args: tuple[str, ...], message: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    done = nunet(tmp_path, "executor", "run", str(path), *args)
+    assert done.returncode not in (0, 4)
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert message in lines[0]
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    done = nunet(tmp_path, "executor", "run", str(tmp_path / "nope.yaml"))
+    assert done.returncode != 0
+    assert done.stderr.strip().startswith("error: cannot read")
