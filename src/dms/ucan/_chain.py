@@ -10,6 +10,7 @@ exactly the intended rule tripped.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from dms.did import DID
@@ -85,9 +86,61 @@ def _verify(t: DMSToken, now_ns: int, depth: int, revoked: RevocationSet) -> Non
     _check_signature(t)
 
 
+class VerifiedSignatures:
+    """Token links whose signature already verified, so recurring links skip Ed25519 and Go JSON.
+
+    Every envelope carries whole chains, and the parents recur: the user's grant to a node is
+    in every message that node sends. Verifying a link means re-marshalling it (and its whole
+    chain) to Go JSON and checking a signature, about 0.15 ms each in Python. A link is taken
+    as verified only when a link with the *same signature* verified before **and** every field
+    the signature covers is equal (chains compared link by link), so a forged link reusing a
+    real signature never hits. Only signatures are cached: expiry, revocation and delegation
+    rules are checked on every use. Bounded; the oldest entries go first.
+    """
+
+    def __init__(self, size: int = 8192) -> None:
+        self._size = size
+        self._by_signature: dict[bytes, DMSToken] = {}
+
+    def known(self, t: DMSToken) -> bool:
+        cached = self._by_signature.get(t.signature)
+        return cached is not None and same_link(cached, t)
+
+    def add(self, t: DMSToken) -> None:
+        if len(self._by_signature) >= self._size:
+            self._by_signature.pop(next(iter(self._by_signature)), None)
+        self._by_signature[t.signature] = t
+
+    def clear(self) -> None:
+        self._by_signature.clear()
+
+
+#: The DMSToken fields a signature covers besides ``chain`` (compared separately, by link).
+_SIGNED_FIELDS = tuple(f.name for f in dataclasses.fields(DMSToken) if f.name != "chain")
+
+
+def same_link(a: DMSToken, b: DMSToken) -> bool:
+    """True if ``a`` and ``b`` have equal content, signature and chain (so equal Go JSON)."""
+    while True:
+        if a is b:
+            return True
+        if any(getattr(a, name) != getattr(b, name) for name in _SIGNED_FIELDS):
+            return False
+        if a.chain is None or b.chain is None:
+            return a.chain is None and b.chain is None
+        a, b = a.chain.dms, b.chain.dms
+
+
+#: Process-wide: a signature that verified once verifies for every context.
+VERIFIED = VerifiedSignatures()
+
+
 def _check_signature(t: DMSToken) -> None:
+    if t.signature and VERIFIED.known(t):
+        return
     if not t.verify_signature():
         raise TokenError(f"invalid signature on {_describe(t)}")
+    VERIFIED.add(t)
 
 
 def _describe(t: DMSToken) -> str:
