@@ -28,7 +28,7 @@ from dms.did import KeyProvider, provider_for_context
 from dms.errors import ConfigError, DMSError, InvalidInput
 from dms.network import Libp2pNetwork, Network
 from dms.node import Node
-from dms.resources import ResourceManager, detect_machine
+from dms.resources import PortAllocator, ResourceManager, detect_machine
 from dms.ucan import CapabilityContext, cap_path, load_context, new_context, reload_context
 
 if TYPE_CHECKING:
@@ -103,7 +103,14 @@ class Daemon:
         if resources is None:
             # Opened once, before the node runs (not on a message path): blocking is fine here.
             self._store = Database.open(config.general.work_dir / DEFAULT_FILE_NAME)
-            resources = ResourceManager(self._store, detect_machine(config.general.work_dir))
+            ports = PortAllocator(
+                self._store,
+                config.general.port_available_range_from,
+                config.general.port_available_range_to,
+            )
+            resources = ResourceManager(
+                self._store, detect_machine(config.general.work_dir), ports=ports
+            )
         self.resources = resources
         self.network = network or Libp2pNetwork(
             key,

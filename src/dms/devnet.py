@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -141,8 +142,30 @@ def _node_config(node: DevnetNode, bootstrap: list[str], log_level: str) -> dict
     }
 
 
-def create(base: Path, count: int, *, log_level: str = "INFO") -> Devnet:
-    """Write keys, contexts and configs for ``count`` nodes under ``base`` (nothing started)."""
+def _merged(config: dict[str, object], extra: Mapping[str, object]) -> dict[str, object]:
+    """``config`` with ``extra`` laid over it, section by section (nested objects merged)."""
+    out = dict(config)
+    for key, value in extra.items():
+        current = out.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            out[key] = _merged(current, value)
+        else:
+            out[key] = value
+    return out
+
+
+def create(
+    base: Path,
+    count: int,
+    *,
+    log_level: str = "INFO",
+    extra_config: Mapping[str, object] | None = None,
+) -> Devnet:
+    """Write keys, contexts and configs for ``count`` nodes under ``base`` (nothing started).
+
+    ``extra_config`` (``dms_config.json`` keys, e.g. ``{"general": {"host_country": "ET"}}``)
+    is merged into every node's config.
+    """
     if count < 1:
         raise InvalidInput("a devnet needs at least one node")
     if (base / STATE_FILE).exists():
@@ -182,6 +205,8 @@ def create(base: Path, count: int, *, log_level: str = "INFO") -> Devnet:
     bootstrap = [net.nodes[0].address]
     for index, node in enumerate(net.nodes):
         config = _node_config(node, bootstrap if index else [], log_level)
+        if extra_config:
+            config = _merged(config, extra_config)
         node.config_path.write_text(json.dumps(config, indent=2) + "\n")
     net.save()
     return net

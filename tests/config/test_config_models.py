@@ -85,6 +85,14 @@ def test_newest_keys_have_defaults() -> None:
     assert cfg.observability.logging.rotation.max_size == 0
 
 
+def test_location_keys_beyond_go_default_to_unset() -> None:
+    cfg = default_config({"HOME": "/h"})
+    assert (cfg.general.host_asn, cfg.general.host_isp) == (0, "")
+    assert Config.model_validate({"general": {"host_asn": 24757}}).general.host_asn == 24757
+    with pytest.raises(ValueError, match="host_asn"):
+        Config.model_validate({"general": {"host_asn": -1}})
+
+
 def test_home_paths_are_real_paths() -> None:
     cfg = default_config({"HOME": "/h"})
     assert cfg.general.user_dir == Path("/h/.nunet")

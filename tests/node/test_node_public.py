@@ -10,8 +10,11 @@ from tests.actor.actor_sim import User, wait_for
 from tests.node.node_sim import SimNode, make_sim_nodes
 
 from dms.actor import DropReason, Envelope, InvokeTimeout
+from dms.config import Config
 from dms.network import MemoryFabric
+from dms.node import location_from_config
 from dms.node._hello import root_handle
+from dms.resources import Location
 
 
 async def test_public_hello_returns_the_did(nursery: trio.Nursery, tmp_path: Path) -> None:
@@ -29,7 +32,8 @@ async def test_public_status_reports_machine_resources(
     reply = await a.actor.invoke(root_handle(b.peer_id), "/public/status", timeout=10)
     assert reply.message.startswith(b'{"Status":"OK","Resources":{"cpu":{"clock_speed":')
     payload = reply.decode_payload()
-    assert list(payload) == ["Status", "Resources"]
+    assert list(payload) == ["Status", "Resources", "Location"]
+    assert payload["Location"] == {}  # no general.host_* set
     resources = payload["Resources"]
     assert [k for k in resources if k != "gpus"] == ["cpu", "ram", "disk"]
     assert resources["cpu"]["cores"] >= 1
@@ -37,6 +41,38 @@ async def test_public_status_reports_machine_resources(
     assert resources["cpu"]["architecture"]
     assert resources["ram"]["size"] > 1 << 20
     assert resources["disk"]["size"] > 1 << 20
+
+
+async def test_public_status_reports_the_configured_location(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    a, b = await make_sim_nodes(nursery, MemoryFabric(), User(), tmp_path, 2)
+    general = {
+        "work_dir": str(tmp_path),
+        "host_continent": "Africa",
+        "host_country": "ET",
+        "host_city": " Addis Ababa ",
+        "host_asn": 24757,
+        "host_isp": "Ethio Telecom",
+    }
+    b.node.config = Config.model_validate({"general": general})
+    reply = await a.actor.invoke(root_handle(b.peer_id), "/public/status", timeout=10)
+    assert reply.message.endswith(
+        b'"Location":{"continent":"Africa","country":"ET","city":"Addis Ababa","asn":24757,'
+        b'"isp":"Ethio Telecom"}}'
+    )
+    located = Location.from_json(reply.decode_payload()["Location"])
+    assert located == b.node.location == location_from_config(b.node.config.general)
+    assert Location("Africa", "ET").matches(located)
+    assert not Location("Africa", "KE").matches(located)
+
+
+def test_location_from_config_reads_every_host_key() -> None:
+    config = Config.model_validate(
+        {"general": {"host_continent": "Europe", "host_city": "Berlin", "host_isp": "DT"}}
+    )
+    assert location_from_config(config.general) == Location("Europe", "", "Berlin", 0, "DT")
+    assert location_from_config(Config().general).is_empty
 
 
 async def test_broadcast_hello_is_answered_by_every_other_node(

@@ -225,6 +225,19 @@ def test_scan_indexes_across_vendors_and_keeps_reasons(caplog: pytest.LogCapture
     assert scan.unavailable[GPUVendor.INTEL] == "xpu-smi not found on PATH"
     assert "boom" in scan.unavailable[GPUVendor.UNKNOWN]
     assert "no Intel GPUs: xpu-smi not found on PATH" in caplog.text
+    assert scan.reasons() == [
+        "intel: xpu-smi not found on PATH",
+        f"Unknown: {scan.unavailable[GPUVendor.UNKNOWN]}",
+    ]
+
+
+def test_no_amd_tool_is_one_reason_naming_both_tools() -> None:
+    def run(argv: list[str], timeout: float) -> str:
+        raise ProbeUnavailable(f"{argv[0]} not found on PATH")
+
+    scan = scan_gpus({GPUVendor.AMD: lambda: probe_amd(run)})
+    assert scan.gpus == ()
+    assert scan.reasons() == ["amd: amd-smi not found on PATH, and rocm-smi not found on PATH"]
 
 
 def test_missing_tool_and_hanging_tool_are_reasons(

@@ -19,14 +19,15 @@ from typing import Annotated, Any
 import typer
 
 from dms.actor import Envelope
-from dms.cli._common import config_path, passphrase_reader, user_dir
+from dms.cli._common import config_path, info, passphrase_reader, user_dir
+from dms.cli._gpu_prompt import choose_gpus
 from dms.cli._render import render
 from dms.cli._timeparse import parse_duration_ns, parse_expiry_ns
 from dms.client import RestClient, UserMessage, build_message, payload_from_text
 from dms.config import load_config
 from dms.contexts import open_context
 from dms.errors import InvalidInput
-from dms.resources import parse_size
+from dms.resources import parse_size, scan_gpus
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -203,11 +204,17 @@ class BehaviorCommand:
     payload: PayloadBuilder | None = None
 
 
+def _ask(question: str) -> str:
+    return str(typer.prompt(question, default="", show_default=False, err=True))
+
+
 def onboard_payload(values: dict[str, Any]) -> Any:
     """Go's ``OnboardRequest`` from ``--cpu``, ``--ram``, ``--disk``, ``--gpus``, ``--no-gpu``.
 
     RAM and disk are GiB unless a unit is given (``512MiB``, ``2GB``); sizes are checked here
-    so a typo fails before anything is sent.
+    so a typo fails before anything is sent. With neither ``--gpus`` nor ``--no-gpu`` for the
+    local DMS (no ``--dest``), the GPUs detected here are listed and the user is asked which
+    to offer (see :mod:`dms.cli._gpu_prompt`; no prompt, and no GPU, without a terminal).
     """
     try:
         cores = float(values["cpu"])
@@ -218,9 +225,15 @@ def onboard_payload(values: dict[str, Any]) -> Any:
         "ram": {"size": parse_size(values["ram"])},
         "disk": {"size": parse_size(values["disk"])},
     }
+    gpus: str = values.get("gpus") or ""
+    no_gpu = bool(values.get("no_gpu"))
+    if not gpus and not no_gpu and values.get("dest") is None:
+        chosen = choose_gpus(scan_gpus().gpus, interactive=sys.stdin.isatty(), ask=_ask, tell=info)
+        if chosen is not None:
+            gpus, no_gpu = chosen, chosen == ""
     return {
-        "NoGPU": bool(values.get("no_gpu")),
-        "GPUs": values.get("gpus") or "",
+        "NoGPU": no_gpu,
+        "GPUs": gpus,
         "Config": {"is_onboarded": True, "onboarded_resources": resources},
     }
 

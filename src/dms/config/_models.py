@@ -240,6 +240,11 @@ class GeneralConfig(_Section):
     host_city: str = ""
     host_country: str = ""
     host_continent: str = ""
+    # Not in Go's config (its bids take ASN/ISP from GeoIP); named like the other host_* keys so
+    # a node can state its whole ``Location`` (spec §7). Leave them unset in files a Go DMS
+    # must also read: Go rejects unknown keys.
+    host_asn: NonNegative = 0
+    host_isp: str = ""
     # The Go default upper bound is 65536, one past the last port: the range is half-open.
     port_available_range_from: Annotated[int, Field(ge=1, le=65535)] = 16384
     port_available_range_to: Annotated[int, Field(ge=2, le=65536)] = 65536

@@ -94,7 +94,23 @@ _V1 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V2 = Migration(
+    2,
+    "public ports handed out to allocations",
+    (
+        # One row per port: the primary key makes handing a port out twice impossible, even to
+        # two processes (a second insert of the same port fails). Not tied to ``allocations`` by
+        # a foreign key, because ports are chosen before the commitment row is written.
+        """CREATE TABLE ports (
+            port INTEGER PRIMARY KEY CHECK (port BETWEEN 1 AND 65535),
+            allocation_id TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )""",
+        "CREATE INDEX ports_allocation ON ports (allocation_id)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 """Every migration of the real schema, oldest first."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

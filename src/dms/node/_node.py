@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from dms.actor import Actor, SecurityContext
-from dms.config import Config
+from dms.config import Config, GeneralConfig
 from dms.network import Network
 from dms.node._behaviors import install_behaviors
 from dms.node._hello import HELLO_DELAY, PEER_POLL_INTERVAL, HelloExchange
-from dms.resources import ResourceManager, Resources, detect_machine
+from dms.resources import Location, ResourceManager, Resources, detect_machine
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -60,6 +60,11 @@ class Node:
         )
         install_behaviors(self)
 
+    @property
+    def location(self) -> Location:
+        """Where this node says it is (``general.host_*``), as it reports and bids it."""
+        return location_from_config(self.config.general)
+
     async def machine(self) -> Resources:
         """The machine's resources, detected once and kept.
 
@@ -83,3 +88,18 @@ class Node:
             await nursery.start(self.actor.run)
             await nursery.start(self.hello.run)
             task_status.started()
+
+
+def location_from_config(general: GeneralConfig) -> Location:
+    """The node's :class:`Location` from ``general.host_continent`` ... ``host_isp``.
+
+    Surrounding blanks are dropped: a location is compared field by field, and a stray space
+    typed into the config would make it match nothing.
+    """
+    return Location(
+        continent=general.host_continent.strip(),
+        country=general.host_country.strip(),
+        city=general.host_city.strip(),
+        asn=general.host_asn,
+        isp=general.host_isp.strip(),
+    )

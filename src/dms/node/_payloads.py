@@ -74,9 +74,16 @@ def hello_response(did: DID) -> gojson.Struct:
     return gojson.Struct(DID=inner)
 
 
-def public_status_response(status: str, resources: Any) -> gojson.Struct:
-    """``PublicStatusResponse{Status string; Resources types.Resources}``."""
-    return gojson.Struct(Status=status, Resources=resources)
+def public_status_response(status: str, resources: Any, location: Any = None) -> gojson.Struct:
+    """``PublicStatusResponse{Status string; Resources types.Resources}`` plus ``Location``.
+
+    ``Location`` (a ``jobtypes.Location``, ``{}`` when unset) is our addition: Go's struct has no
+    such field, and Go decoders ignore unknown keys, so Go peers read the rest as before.
+    """
+    out = gojson.Struct(Status=status, Resources=resources)
+    if location is not None:
+        out["Location"] = location
+    return out
 
 
 # -- /dms/node/peers -------------------------------------------------------------------------

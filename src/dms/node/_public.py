@@ -6,8 +6,9 @@ with the Go payload (``HelloResponse{DID}``, ``PublicStatusResponse{Status, Reso
 Go and Python nodes can greet each other. ``/broadcast/hello`` arrives on gossip topic
 ``/nunet/hello`` and is answered point-to-point to the broadcaster's continuation.
 
-``PublicStatusResponse`` carries only the machine resources; the node's location
-(``general.host_city`` etc.) is not part of Go's struct, so it is not added here.
+``PublicStatusResponse`` carries the machine resources and, added by us, the node's
+``Location`` from ``general.host_*`` (Go's struct has no such field; Go decoders skip it), so a
+user can check what location the node will bid with.
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ def install_public(node: Node) -> None:
 
     async def public_status(env: Envelope) -> None:
         try:
-            payload = public_status_response("OK", await node.machine())
+            payload = public_status_response("OK", await node.machine(), node.location)
         except Exception as exc:  # a detector failure is a status, not a crash
             log.warning("machine resources detection failed: %s", exc)
-            payload = public_status_response("ERROR", Resources())
+            payload = public_status_response("ERROR", Resources(), node.location)
         await send_reply(node, env, payload)
 
     node.actor.add_behavior(PUBLIC_HELLO, public_hello)

@@ -12,7 +12,10 @@ Public API (everything else is private):
   :class:`GPUReading`; the NVML adapter :class:`NVML`, :class:`PyNVML`, :class:`RecordedNVML`;
   the tool-output parsers for AMD and Intel;
 * accounting: :class:`ResourceManager` (onboarded/committed/allocated/free, kept in the store),
-  :func:`validate_onboarding`, :func:`shortfall`.
+  :func:`validate_onboarding`, :func:`shortfall`;
+* public ports: :class:`PortAllocator` (leases over ``general.port_available_range_*``, kept in
+  the store), :func:`port_is_free`, :data:`DEFAULT_PORT_RANGE`;
+* location: :class:`Location` (``{continent, country, city, asn, isp}`` and its matching rule).
 """
 
 from dms.resources._arith import add, compare, compare_cpu, compare_gpus, subtract
@@ -38,14 +41,17 @@ from dms.resources._gpu_amd import (
 )
 from dms.resources._gpu_intel import parse_xpu_discovery, parse_xpu_stats, probe_intel
 from dms.resources._gpu_nvidia import NVML, NVMLDevice, PyNVML, RecordedNVML, probe_nvidia
+from dms.resources._location import Location
 from dms.resources._manager import ResourceManager, shortfall, validate_onboarding
 from dms.resources._memory import detect_ram
+from dms.resources._ports import DEFAULT_PORT_RANGE, PortAllocator, port_is_free
 from dms.resources._tools import GPUReading, ProbeUnavailable
 from dms.resources._types import CPU, GPU, RAM, Disk, GPUVendor, Resources
 from dms.resources._units import format_clock, format_size, parse_clock, parse_size
 
 __all__ = [
     "CPU",
+    "DEFAULT_PORT_RANGE",
     "DEFAULT_PROBES",
     "GPU",
     "NVML",
@@ -56,7 +62,9 @@ __all__ = [
     "GPUScan",
     "GPUUsage",
     "GPUVendor",
+    "Location",
     "NVMLDevice",
+    "PortAllocator",
     "ProbeUnavailable",
     "PyNVML",
     "RecordedNVML",
@@ -84,6 +92,7 @@ __all__ = [
     "parse_size",
     "parse_xpu_discovery",
     "parse_xpu_stats",
+    "port_is_free",
     "probe_amd",
     "probe_intel",
     "probe_nvidia",

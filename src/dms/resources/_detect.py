@@ -38,6 +38,9 @@ DEFAULT_PROBES: Mapping[GPUVendor, Probe] = MappingProxyType(
 )
 
 
+_SHORT_NAMES = {GPUVendor.NVIDIA: "nvidia", GPUVendor.AMD: "amd", GPUVendor.INTEL: "intel"}
+
+
 @dataclass(frozen=True)
 class GPUScan:
     """The GPUs found (DMS-indexed, with their readings) and why some vendors gave none."""
@@ -45,6 +48,13 @@ class GPUScan:
     gpus: tuple[GPU, ...] = ()
     readings: tuple[GPUReading, ...] = ()
     unavailable: Mapping[GPUVendor, str] = field(default_factory=dict)
+
+    def reasons(self) -> list[str]:
+        """Why each vendor gave no GPUs, one ``"<vendor>: <reason>"`` per vendor, probe order.
+
+        Returned rather than only logged so the CLI can tell a user why ``gpu list`` is empty.
+        """
+        return [f"{_SHORT_NAMES.get(v, v.value)}: {why}" for v, why in self.unavailable.items()]
 
 
 def scan_gpus(probes: Mapping[GPUVendor, Probe] | None = None) -> GPUScan:

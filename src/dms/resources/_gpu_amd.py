@@ -158,4 +158,4 @@ def probe_amd(
         try:
             return parse_rocm_smi_json(run(ROCM_SMI, timeout))
         except ProbeUnavailable as second:
-            raise ProbeUnavailable(f"{first}; {second}") from second
+            raise ProbeUnavailable(f"{first}, and {second}") from second

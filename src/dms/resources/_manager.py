@@ -13,6 +13,9 @@ unlike Go, disk is checked too (> 0 and at most the machine's disk). The onboard
 descriptions (clock, architecture, model...) are taken from the machine, so compute comparisons
 work whatever the request carried.
 
+Public ports leased to an allocation (:class:`PortAllocator`, same store) go with it: releasing
+an allocation or expiring its commitment frees its ports in the same transaction.
+
 Every method blocks (SQLite); from trio code call it through ``trio.to_thread.run_sync``.
 """
 
@@ -28,6 +31,7 @@ from dms.errors import InvalidInput
 from dms.resources._arith import add
 from dms.resources._detect import Usage
 from dms.resources._errors import ResourceError
+from dms.resources._ports import PortAllocator
 from dms.resources._types import CPU, GPU, RAM, Disk, Resources, round_cores, to_float32
 from dms.resources._units import format_size
 
@@ -171,10 +175,18 @@ def validate_onboarding(
 class ResourceManager:
     """Onboarded, committed, allocated and free resources of this node, kept in ``store``."""
 
-    def __init__(self, store: Database, machine: Resources) -> None:
-        """Keep the books in ``store``; ``machine`` is the detected hardware (validation)."""
+    def __init__(
+        self, store: Database, machine: Resources, *, ports: PortAllocator | None = None
+    ) -> None:
+        """Keep the books in ``store``; ``machine`` is the detected hardware (validation).
+
+        ``ports`` leases public ports from the configured range; by default Go's default range
+        on the same store.
+        """
         self._db = store
         self.machine = machine
+        #: Public ports of allocations (freed with them by :meth:`release` and :meth:`expire`).
+        self.ports = ports if ports is not None else PortAllocator(store)
         self._onboarding = OnboardingRepo(store)
         self._repo = ResourceRepo(store)
 
@@ -285,9 +297,15 @@ class ResourceManager:
         return _parse(self._repo.allocate(alloc_id, now=now).resources)
 
     def release(self, alloc_id: str) -> bool:
-        """Forget ``alloc_id`` (committed or allocated); True if it existed."""
-        return self._repo.release(alloc_id)
+        """Forget ``alloc_id`` (committed or allocated) and free its ports; True if it existed."""
+        with self._db.transaction():
+            self.ports.release(alloc_id)
+            return self._repo.release(alloc_id)
 
     def expire(self, now: int | None = None) -> list[Commitment]:
-        """Delete commitments whose TTL has passed; returns them."""
-        return self._repo.delete_expired(now)
+        """Delete commitments whose TTL has passed and free their ports; returns them."""
+        with self._db.transaction():
+            lapsed = self._repo.delete_expired(now)
+            for commitment in lapsed:
+                self.ports.release(commitment.allocation_id)
+        return lapsed
