@@ -11,6 +11,8 @@ from tests.node.node_sim import SimNode, make_sim_nodes
 
 from dms.actor import DropReason, Envelope, InvokeTimeout
 from dms.config import Config
+from dms.executor import ExecutorRegistry
+from dms.executor._null import NullExecutor
 from dms.network import MemoryFabric
 from dms.node import location_from_config
 from dms.node._hello import root_handle
@@ -32,7 +34,7 @@ async def test_public_status_reports_machine_resources(
     reply = await a.actor.invoke(root_handle(b.peer_id), "/public/status", timeout=10)
     assert reply.message.startswith(b'{"Status":"OK","Resources":{"cpu":{"clock_speed":')
     payload = reply.decode_payload()
-    assert list(payload) == ["Status", "Resources", "Location"]
+    assert list(payload) == ["Status", "Resources", "Location", "Executors"]
     assert payload["Location"] == {}  # no general.host_* set
     resources = payload["Resources"]
     assert [k for k in resources if k != "gpus"] == ["cpu", "ram", "disk"]
@@ -57,14 +59,44 @@ async def test_public_status_reports_the_configured_location(
     }
     b.node.config = Config.model_validate({"general": general})
     reply = await a.actor.invoke(root_handle(b.peer_id), "/public/status", timeout=10)
-    assert reply.message.endswith(
+    assert (
         b'"Location":{"continent":"Africa","country":"ET","city":"Addis Ababa","asn":24757,'
-        b'"isp":"Ethio Telecom"}}'
-    )
+        b'"isp":"Ethio Telecom"},"Executors":['
+    ) in reply.message
     located = Location.from_json(reply.decode_payload()["Location"])
     assert located == b.node.location == location_from_config(b.node.config.general)
     assert Location("Africa", "ET").matches(located)
     assert not Location("Africa", "KE").matches(located)
+
+
+class _NoEngine(NullExecutor):
+    name = "docker"
+
+    @classmethod
+    def probe(cls) -> str | None:
+        return "docker: no engine at unix:///var/run/docker.sock"
+
+
+async def test_public_status_reports_executors_and_why_not(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    a, b = await make_sim_nodes(nursery, MemoryFabric(), User(), tmp_path, 2)
+    registry = ExecutorRegistry({})
+    registry.register(NullExecutor)
+    registry.register(_NoEngine)
+    b.node.executors = registry
+    reply = await a.actor.invoke(root_handle(b.peer_id), "/public/status", timeout=10)
+    assert reply.decode_payload()["Executors"] == [
+        {"name": "docker", "available": False, "reason": "docker: no engine at unix:///var/run/docker.sock"},
+        {"name": "null", "available": True, "reason": ""},
+    ]  # fmt: skip
+    assert await b.node.executor_refusal("null") is None
+    assert await b.node.executor_refusal("docker") == (
+        "docker: no engine at unix:///var/run/docker.sock"
+    )
+    assert await b.node.executor_refusal("vm") == (
+        "unknown executor 'vm' (this node has: docker, null)"
+    )
 
 
 def test_location_from_config_reads_every_host_key() -> None:

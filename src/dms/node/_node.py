@@ -14,6 +14,7 @@ import trio
 
 from dms.actor import Actor, SecurityContext
 from dms.config import Config, GeneralConfig
+from dms.executor import ExecutorAvailability, ExecutorRegistry
 from dms.network import Network
 from dms.node._behaviors import install_behaviors
 from dms.node._hello import HELLO_DELAY, PEER_POLL_INTERVAL, HelloExchange
@@ -44,8 +45,12 @@ class Node:
         hello_delay: tuple[float, float] = HELLO_DELAY,
         peer_poll_interval: float = PEER_POLL_INTERVAL,
         resources: ResourceManager | None = None,
+        executors: ExecutorRegistry | None = None,
     ) -> None:
         self.network = network
+        #: The execution back-ends this node may run allocations on (probed on first use).
+        self.executors = executors if executors is not None else ExecutorRegistry()
+        self._executor_probe: list[ExecutorAvailability] | None = None
         #: Onboarding and resource books (None: the resource behaviours answer with an error).
         self.resources = resources
         self._machine: Resources | None = None  # detected on first use when there is no manager
@@ -78,6 +83,27 @@ class Node:
                 detect_machine, self.config.general.work_dir
             )
         return self._machine
+
+    async def executor_availability(self) -> list[ExecutorAvailability]:
+        """Which executors run here and why the others do not (probed once, in a thread).
+
+        Probing talks to engines (a Docker ping) and imports their SDKs, so it happens on the
+        first question rather than at start-up, which stays fast.
+        """
+        if self._executor_probe is None:
+            self._executor_probe = await trio.to_thread.run_sync(self.executors.probe_all)
+        return self._executor_probe
+
+    async def executor_refusal(self, name: str) -> str | None:
+        """Why this node cannot run an allocation for executor ``name``; ``None`` if it can.
+
+        A node only bids for allocations whose executor it has; the reason is what it records.
+        """
+        for found in await self.executor_availability():
+            if found.name == name:
+                return None if found.available else found.reason
+        known = ", ".join(f.name for f in await self.executor_availability())
+        return f"unknown executor {name!r} (this node has: {known})"
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the node actor and the hello exchange until cancelled."""

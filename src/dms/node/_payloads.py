@@ -21,6 +21,7 @@ from dms import gojson
 from dms.actor import Envelope
 from dms.did import DID
 from dms.errors import DMSError
+from dms.executor import ExecutorAvailability
 
 #: Go's ``types.ErrUnmarshal`` text, which the peers behaviours report for a bad request.
 ERR_UNMARSHAL = "failed to unmarshal"
@@ -74,7 +75,17 @@ def hello_response(did: DID) -> gojson.Struct:
     return gojson.Struct(DID=inner)
 
 
-def public_status_response(status: str, resources: Any, location: Any = None) -> gojson.Struct:
+def executors_payload(found: Sequence[ExecutorAvailability]) -> list[gojson.Struct]:
+    """Our ``Executors`` list: ``[{"name","available","reason"}]`` (reason empty when available)."""
+    return [
+        gojson.Struct([("name", f.name), ("available", f.available), ("reason", f.reason)])
+        for f in found
+    ]
+
+
+def public_status_response(
+    status: str, resources: Any, location: Any = None, executors: Any = None
+) -> gojson.Struct:
     """``PublicStatusResponse{Status string; Resources types.Resources}`` plus ``Location``.
 
     ``Location`` (a ``jobtypes.Location``, ``{}`` when unset) is our addition: Go's struct has no
@@ -83,6 +94,8 @@ def public_status_response(status: str, resources: Any, location: Any = None) ->
     out = gojson.Struct(Status=status, Resources=resources)
     if location is not None:
         out["Location"] = location
+    if executors is not None:
+        out["Executors"] = executors
     return out
 
 

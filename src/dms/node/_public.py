@@ -7,8 +7,9 @@ Go and Python nodes can greet each other. ``/broadcast/hello`` arrives on gossip
 ``/nunet/hello`` and is answered point-to-point to the broadcaster's continuation.
 
 ``PublicStatusResponse`` carries the machine resources and, added by us, the node's
-``Location`` from ``general.host_*`` (Go's struct has no such field; Go decoders skip it), so a
-user can check what location the node will bid with.
+``Location`` from ``general.host_*`` and ``Executors`` (which back-ends run here, and why the
+others do not); Go's struct has neither field and Go decoders skip them. A user can check what
+the node will bid with.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dms.actor import Envelope
 from dms.did import peer_id_from_did
 from dms.errors import DMSError
 from dms.node._hello import PUBLIC_HELLO
-from dms.node._payloads import hello_response, public_status_response
+from dms.node._payloads import executors_payload, hello_response, public_status_response
 from dms.node._reply import send_reply
 from dms.resources import Resources
 
@@ -52,11 +53,12 @@ def install_public(node: Node) -> None:
         await send_reply(node, env, hello_response(node.security.did))
 
     async def public_status(env: Envelope) -> None:
+        executors = executors_payload(await node.executor_availability())
         try:
-            payload = public_status_response("OK", await node.machine(), node.location)
+            payload = public_status_response("OK", await node.machine(), node.location, executors)
         except Exception as exc:  # a detector failure is a status, not a crash
             log.warning("machine resources detection failed: %s", exc)
-            payload = public_status_response("ERROR", Resources(), node.location)
+            payload = public_status_response("ERROR", Resources(), node.location, executors)
         await send_reply(node, env, payload)
 
     node.actor.add_behavior(PUBLIC_HELLO, public_hello)
