@@ -4,6 +4,7 @@
 # what it did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo="$PWD"
 export PATH="$PWD/.venv/bin:$PATH"
 demo_dir="${DEMO_DIR:-$PWD/.demo}"
 rm -rf "$demo_dir"
@@ -53,5 +54,12 @@ nunet actor cmd /public/status
 nunet actor cmd /public/hello --dest "$NODE2_DID"
 nunet actor cmd /dms/node/peers/list
 nunet actor cmd /broadcast/hello --timeout 3s
+
+step "8. the executors of this machine, and an allocation run on the embedded WASM executor"
+nunet executor list
+nunet executor run "$repo/examples/hello-wasm.yaml"
+if nunet executor list --json | grep -q '"name":"docker","available":true'; then
+    nunet executor run "$repo/examples/hello-docker.yaml"
+fi
 
 step "done: the devnet stops now; rerun with: nunet devnet up --dir $demo_dir/devnet"

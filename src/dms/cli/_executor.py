@@ -181,7 +181,7 @@ def run(
         text = file.read_text()
     except OSError as exc:
         raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
-    alloc = load_allocation(text, allocation)
+    alloc = load_allocation(text, allocation, base_dir=file.resolve().parent)
     limit = parse_duration_ns(timeout) / 1e9 if timeout else None
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(logging.WARNING)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -64,9 +65,22 @@ def resources_from_yaml(block: Any) -> Resources:
     )
 
 
-def load_allocation(text: str, allocation: str | None = None) -> LocalAllocation:
+def _resolve_module(spec: SpecConfig, base_dir: Path | None) -> SpecConfig:
+    """A ``wasm`` module given as a relative path is relative to the YAML file, as users expect."""
+    module = spec.params.get("module")
+    if spec.type != "wasm" or base_dir is None or not isinstance(module, str) or not module:
+        return spec
+    if "://" in module or Path(module).is_absolute():
+        return spec
+    return SpecConfig(spec.type, {**spec.params, "module": str((base_dir / module).resolve())})
+
+
+def load_allocation(
+    text: str, allocation: str | None = None, base_dir: Path | None = None
+) -> LocalAllocation:
     """Parse YAML ``text`` (an allocation block or an ensemble) into a :class:`LocalAllocation`.
 
+    ``base_dir`` is the YAML file's directory (relative module paths resolve against it).
     Raises :class:`InvalidSpec` with one line naming what is wrong.
     """
     try:
@@ -92,7 +106,7 @@ def load_allocation(text: str, allocation: str | None = None) -> LocalAllocation
         block = doc
     if "execution" not in block:
         raise InvalidSpec("the allocation has no 'execution' block")
-    spec = SpecConfig.from_execution(block["execution"])
+    spec = _resolve_module(SpecConfig.from_execution(block["execution"]), base_dir)
     if "executor" in block and block["executor"] is None:
         raise InvalidSpec("'executor' is YAML null; quote it (\"null\") for the null executor")
     executor = block.get("executor", spec.type)

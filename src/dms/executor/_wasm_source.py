@@ -1,0 +1,142 @@
+"""Getting a module's bytes: a local ``.wasm``/``.wat`` file, or an http(s) URL.
+
+Fetched modules land in a content-addressed cache (``<cache>/<sha256>.wasm``), so a spec that
+pins ``sha256`` runs from the cache without touching the network once the module has been
+seen; a spec without ``sha256`` is fetched every time (the URL may now serve something else).
+Every source is size-capped, fetches have one overall deadline, and a pinned ``sha256`` is
+checked before the bytes go anywhere near the compiler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from dms.executor._errors import ImageUnavailable
+from dms.executor._wasm_spec import WasmSpec
+
+
+@dataclass(frozen=True)
+class ModuleBytes:
+    """A module as read: binary WebAssembly or WAT text, with the SHA-256 of those bytes."""
+
+    data: bytes
+    sha256: str
+
+
+def _size_error(source: str, limit: int) -> ImageUnavailable:
+    return ImageUnavailable(f"wasm module {source} is larger than the {limit} byte limit")
+
+
+def _read_file(path: Path, limit: int, source: str) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise ImageUnavailable(f"cannot read wasm module {source}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise _size_error(source, limit)
+    return data
+
+
+def _checked(data: bytes, spec: WasmSpec) -> ModuleBytes:
+    digest = hashlib.sha256(data).hexdigest()
+    if spec.sha256 is not None and digest != spec.sha256:
+        raise ImageUnavailable(
+            f"wasm module {spec.module} has sha256 {digest}, but the spec pins {spec.sha256}; "
+            "refusing to run it"
+        )
+    return ModuleBytes(data, digest)
+
+
+def _store(cache_dir: Path, module: ModuleBytes) -> None:
+    """Write ``module`` into the cache atomically (a crash leaves a temp file, never half a
+    module under its hash)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".fetch-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(module.data)
+        os.replace(tmp, cache_dir / f"{module.sha256}.wasm")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+async def _fetch(url: str, *, limit: int, timeout: float) -> bytes:
+    import httpx  # costs start-up time only when a URL module is actually run
+
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with trio.fail_after(timeout):
+            async with (
+                httpx.AsyncClient(
+                    follow_redirects=True, max_redirects=5, timeout=timeout
+                ) as client,
+                client.stream("GET", url) as response,
+            ):
+                if response.status_code != 200:
+                    raise ImageUnavailable(
+                        f"cannot fetch wasm module {url}: HTTP {response.status_code}"
+                    )
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise _size_error(url, limit)
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _size_error(url, limit)
+                    chunks.append(chunk)
+    except trio.TooSlowError:
+        raise ImageUnavailable(
+            f"cannot fetch wasm module {url}: no answer in {timeout:g} s"
+        ) from None
+    except httpx.HTTPError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ImageUnavailable(f"cannot fetch wasm module {url}: {reason}") from None
+    return b"".join(chunks)
+
+
+def read_module_file(spec: WasmSpec, *, limit: int) -> ModuleBytes:
+    """The bytes of a local ``spec.module`` (blocking), checked against a pinned ``sha256``.
+
+    Raises :class:`ImageUnavailable` when the file cannot be read, is larger than ``limit``
+    bytes, or does not match its pinned hash.
+    """
+    return _checked(_read_file(Path(spec.module), limit, spec.module), spec)
+
+
+async def fetch_module(
+    spec: WasmSpec,
+    cache_dir: Path,
+    *,
+    limit: int,
+    fetch_timeout: float,
+    limiter: trio.CapacityLimiter,
+) -> ModuleBytes:
+    """The bytes of the URL ``spec.module``: from the cache when its pinned ``sha256`` is
+    there, else fetched (then cached). Raises :class:`ImageUnavailable` when it cannot be
+    fetched, is larger than ``limit`` bytes, or does not match its pinned hash. Cache I/O runs
+    in worker threads under ``limiter``.
+    """
+    if spec.sha256 is not None:
+        cached = cache_dir / f"{spec.sha256}.wasm"
+        if cached.is_file():
+            data = await trio.to_thread.run_sync(
+                _read_file, cached, limit, spec.module, limiter=limiter
+            )
+            if hashlib.sha256(data).hexdigest() == spec.sha256:
+                return ModuleBytes(data, spec.sha256)
+            # A damaged cache entry: fetch again, which overwrites it.
+    data = await _fetch(spec.module, limit=limit, timeout=fetch_timeout)
+    module = _checked(data, spec)
+    await trio.to_thread.run_sync(_store, cache_dir, module, limiter=limiter)
+    return module
