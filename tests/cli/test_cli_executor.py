@@ -129,3 +129,47 @@ def test_missing_file_is_one_line(tmp_path: Path) -> None:
     done = nunet(tmp_path, "executor", "run", str(tmp_path / "nope.yaml"))
     assert done.returncode != 0
     assert done.stderr.strip().startswith("error: cannot read")
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_wasm_example_runs_anywhere(tmp_path: Path) -> None:
+    done = nunet(tmp_path, "executor", "run", str(REPO / "examples" / "hello-wasm.yaml"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello from a WASM allocation on nunet\n"
+    assert "allocation 'hello' (wasm) exited with code 0" in done.stderr
+
+
+def test_a_runaway_wasm_module_is_stopped_by_its_fuel(tmp_path: Path) -> None:
+    (tmp_path / "loop.wat").write_text('(module (func (export "_start") (loop (br 0))))')
+    (tmp_path / "loop.yaml").write_text(
+        "executor: wasm\nexecution: {type: wasm, module: loop.wat, fuel: 1000000}\n"
+    )
+    done = nunet(tmp_path, "executor", "run", str(tmp_path / "loop.yaml"), "--json")
+    assert done.returncode == 124, done.stderr
+    assert json.loads(done.stdout)["termination"] == "cpu_limit"
+    assert "was stopped by its limit: fuel budget" in done.stderr
+
+
+@pytest.mark.docker
+def test_docker_allocation_over_its_memory_limit_exits_137(tmp_path: Path) -> None:
+    (tmp_path / "oom.yaml").write_text(
+        "executor: docker\n"
+        "resources: {cpu: {cores: 0.5}, ram: {size: 16MiB}}\n"
+        "execution:\n"
+        "  type: docker\n"
+        "  image: nunet-test/busybox:latest\n"
+        "  cmd: [sh, -c, 'echo start; x=$(head -c 100000000 /dev/zero | tr \"\\0\" a); echo $x']\n"
+    )
+    done = nunet(tmp_path, "executor", "run", str(tmp_path / "oom.yaml"))
+    assert done.returncode == 137, done.stderr
+    assert done.stdout.startswith("start\n")
+    assert "was killed: out of memory" in done.stderr
+    leftovers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=nunet-executor=nunet-cli"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert leftovers.stdout.strip() == ""  # the run removed its container
