@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a development environment on a fresh Debian machine: system packages the tests need
-# (the Go toolchain that checks wire compatibility), a virtualenv in .venv with the project
+# (the Go toolchain that checks wire compatibility; a Docker engine with its test image, unless
+# NUNET_SKIP_DOCKER=1), a virtualenv in .venv with the project
 # installed editable plus its dev tools. Leaves the CLI at .venv/bin/nunet. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# A Docker engine and the local test image (the docker executor is tested on a real engine).
+if [ "${NUNET_SKIP_DOCKER:-0}" != 1 ]; then
+    if [ "$(id -u)" -eq 0 ]; then ./scripts/docker.sh; else sudo ./scripts/docker.sh; fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

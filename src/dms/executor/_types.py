@@ -38,6 +38,7 @@ class Termination(enum.StrEnum):
     EXITED = "exited"  # the program exited by itself (any exit code)
     OOM_KILLED = "oom_killed"  # killed for exceeding its memory limit
     CPU_LIMIT = "cpu_limit"  # stopped by its CPU budget (WASM fuel / time limit)
+    DISK_LIMIT = "disk_limit"  # stopped for writing more than its disk limit
     CANCELLED = "cancelled"  # stopped by ``cancel``
     ERROR = "error"  # could not run, or lost (engine error, container vanished)
 
