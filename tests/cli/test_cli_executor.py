@@ -173,3 +173,38 @@ def test_docker_allocation_over_its_memory_limit_exits_137(tmp_path: Path) -> No
         text=True,
     )
     assert leftovers.stdout.strip() == ""  # the run removed its container
+
+
+@pytest.mark.docker
+def test_cleanup_removes_what_a_killed_run_left(tmp_path: Path) -> None:
+    (tmp_path / "long.yaml").write_text(
+        "executor: docker\n"
+        "resources: {cpu: {cores: 0.1}, ram: {size: 16MiB}}\n"
+        "execution: {type: docker, image: 'nunet-test/busybox:latest', cmd: [sleep, '300']}\n"
+    )
+    label = "label=nunet-executor=nunet-cli"
+
+    def labelled() -> list[str]:
+        out = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", label], check=True, capture_output=True, text=True
+        )
+        return out.stdout.split()
+
+    before = set(labelled())
+    proc = subprocess.Popen(
+        [NUNET, "executor", "run", str(tmp_path / "long.yaml")],
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not set(labelled()) - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.kill()  # SIGKILL: the CLI cannot clean up after itself
+    proc.wait(timeout=10)
+    assert set(labelled()) - before, "the container should outlive the killed CLI"
+    done = nunet(tmp_path, "executor", "cleanup", "-e", "docker")
+    assert done.returncode == 0, done.stderr
+    assert "docker: cleaned up" in done.stderr
+    assert labelled() == []
+    assert not list((tmp_path / "work" / "cli-executions" / "executions").glob("*"))
