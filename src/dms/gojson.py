@@ -66,6 +66,15 @@ def marshal(value: Any, *, short_bf_escapes: bool | None = None) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+def string(text: str, *, short_bf_escapes: bool | None = None) -> bytes:
+    """Go's ``json.Marshal`` of one string (for hand-built encoders of hot types)."""
+    if _PLAIN.fullmatch(text):
+        return b'"' + text.encode() + b'"'
+    out: list[str] = []
+    _encode_string(text, out, SHORT_BF_ESCAPES if short_bf_escapes is None else short_bf_escapes)
+    return "".join(out).encode()
+
+
 def b64encode(data: bytes) -> str:
     """Go's encoding of a ``[]byte``: standard alphabet, padded."""
     return base64.b64encode(data).decode("ascii")

@@ -104,7 +104,14 @@ class VerifiedSignatures:
 
     def known(self, t: DMSToken) -> bool:
         cached = self._by_signature.get(t.signature)
-        return cached is not None and same_link(cached, t)
+        if cached is None or not same_link(cached, t):
+            return False
+        # Equal links have equal Go JSON: hand over the encodings already computed, so a
+        # fresh child chained from this link does not re-marshal the whole chain above it.
+        for name in ("unsigned_json", "json"):
+            if name in cached.__dict__ and name not in t.__dict__:
+                t.__dict__[name] = cached.__dict__[name]
+        return True
 
     def add(self, t: DMSToken) -> None:
         if len(self._by_signature) >= self._size:

@@ -10,6 +10,7 @@ input never comes from an honest Go encoder.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -121,7 +122,7 @@ class _Pairs(list[tuple[str, Any]]):
 def _fields(value: Any, names: tuple[str, ...], what: str) -> dict[str, Any]:
     if not isinstance(value, _Pairs):
         raise TokenError(f"invalid {what}: expected a JSON object")
-    folded = {_fold(n): n for n in names}
+    folded = _folded(names)
     out: dict[str, Any] = {}
     for key, item in value:
         name = key if key in names else folded.get(_fold(key))
@@ -131,6 +132,12 @@ def _fields(value: Any, names: tuple[str, ...], what: str) -> dict[str, Any]:
             raise TokenError(f"invalid {what}: duplicate key {key!r}")
         out[name] = item
     return out
+
+
+@functools.cache
+def _folded(names: tuple[str, ...]) -> dict[str, str]:
+    """Folded field name -> field name, once per field set (every token parse needs it)."""
+    return {_fold(n): n for n in names}
 
 
 def _fold(key: str) -> str:
