@@ -226,6 +226,10 @@ async def test_ping_peers_and_find_peer() -> None:
         # c is only known through b's DHT
         await wait_for(lambda: b._dht.get_routing_table_size() >= 2, timeout=10)
         await wait_for(lambda: a._dht.get_routing_table_size() >= 1, timeout=10)
+        # ...over the Go DMS's DHT protocol: b serves it and a learned that through identify
+        assert "/nunet/kad/1.0.0" in b._host.get_mux().handlers
+        assert "/ipfs/kad/1.0.0" not in b._host.get_mux().handlers
+        assert "/nunet/kad/1.0.0" in a._host.get_peerstore().get_protocols(b._id)
         found = await a.find_peer(c.host_id, timeout=10)
         c_port = c.listen_addresses()[0].split("/tcp/")[1].split("/")[0]
         assert any(f"/tcp/{c_port}" in addr for addr in found)

@@ -38,6 +38,7 @@ from dms.network._base import (
     TopicHandler,
     TopicValidator,
 )
+from dms.network._libp2p_dht import use_dht_protocol
 from dms.network._libp2p_keys import libp2p_key_pair
 from dms.network._libp2p_liveness import Liveness, ping_once
 from dms.network._libp2p_pubsub import GossipSettings, libp2p_validator, make_pubsub
@@ -135,6 +136,7 @@ class Libp2pNetwork(Network):
         if reuse_streams:
             self._host.set_stream_handler(REUSE_PROTOCOL, self._handle_reuse_stream)
         self._pubsub = make_pubsub(self._host, gossip or GossipSettings())
+        use_dht_protocol()  # /nunet/kad/1.0.0, as the Go DMS
         self._dht = KadDHT(self._host, DHTMode.SERVER)
         self._liveness = Liveness(
             self._host,
