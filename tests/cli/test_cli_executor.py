@@ -208,3 +208,36 @@ def test_cleanup_removes_what_a_killed_run_left(tmp_path: Path) -> None:
     assert "docker: cleaned up" in done.stderr
     assert labelled() == []
     assert not list((tmp_path / "work" / "cli-executions" / "executions").glob("*"))
+
+
+def test_a_url_module_on_the_users_own_network_runs_from_the_cli(tmp_path: Path) -> None:
+    """The CLI runs the user's own spec, so a module on their LAN or loopback is fetched
+    (a node serving deployers refuses such URLs: see tests/executor/test_wasm_fetch.py)."""
+    import hashlib
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    www = tmp_path / "www"
+    www.mkdir()
+    module = (REPO / "examples" / "hello.wat").read_bytes()
+    (www / "hello.wat").write_bytes(module)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(www)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/hello.wat"
+        digest = hashlib.sha256(module).hexdigest()
+        (tmp_path / "url.yaml").write_text(
+            f"execution: {{type: wasm, module: '{url}', sha256: '{digest}'}}\n"
+        )
+        done = nunet(tmp_path, "executor", "run", str(tmp_path / "url.yaml"))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello from a WASM allocation on nunet\n"

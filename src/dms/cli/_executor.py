@@ -58,6 +58,8 @@ def _settings() -> ExecutorSettings:
         executor_id=CLI_EXECUTOR_ID,
         work_dir=config.general.work_dir / "cli-executions",
         allow_privileged=config.job.allow_privileged_docker,
+        # The user runs their own spec on their own machine: their LAN is theirs to fetch from.
+        extra={"wasm_fetch_private_addresses": True},
     )
 
 

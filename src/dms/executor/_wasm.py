@@ -26,7 +26,10 @@ for it, reports the end, and leaves the thread to trap on return ("abandoned").
 
 Node settings (``settings.extra``): ``wasm_max_concurrent`` (threads for running modules, 64),
 ``wasm_max_module_bytes`` (size cap of a module file or download, 64 MiB),
-``wasm_fetch_timeout`` (seconds for a whole download, 60), ``wasm_module_dirs`` (when set, the
+``wasm_fetch_timeout`` (seconds for a whole download, 60), ``wasm_fetch_private_addresses``
+(fetch module URLs from loopback/private addresses too; off, so a deployer cannot make the node
+probe its own network; ``nunet executor run`` turns it on for the user's own specs),
+``wasm_module_dirs`` (when set, the
 only directories local module files may come from), ``wasm_compiled_cache_bytes`` (compiled
 artifacts kept in memory, 256 MiB).
 
@@ -190,6 +193,7 @@ class WasmExecutor(Executor):
         self._io_limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 2))
         self.max_module_bytes = int(extra.get("wasm_max_module_bytes", 64 * MiB))
         self.fetch_timeout = float(extra.get("wasm_fetch_timeout", 60.0))
+        self.fetch_private = bool(extra.get("wasm_fetch_private_addresses", False))
         dirs = extra.get("wasm_module_dirs")
         self.module_dirs = None if dirs is None else tuple(Path(d) for d in dirs)
         self._compiled: CompiledModules | None = None
@@ -263,6 +267,7 @@ class WasmExecutor(Executor):
                     limit=self.max_module_bytes,
                     fetch_timeout=self.fetch_timeout,
                     limiter=self._io_limiter,
+                    private_ok=self.fetch_private,
                 )
             directory = self.executions_dir / _directory_name(execution_id)
             marker = {**self._marker(), "execution_id": execution_id, "job_id": request.job_id}

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import trio
 
@@ -70,31 +72,68 @@ def _store(cache_dir: Path, module: ModuleBytes) -> None:
         raise
 
 
-async def _fetch(url: str, *, limit: int, timeout: float) -> bytes:
+#: Redirects followed (each hop is checked against the address policy like the first URL).
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+async def check_public_host(url: str) -> None:
+    """Refuse a URL whose host resolves to a loopback, private, link-local or reserved address.
+
+    A deployment names the module URL and the provider's node fetches it: without this, any
+    deployer could make a node probe its own LAN or a cloud metadata endpoint (SSRF). Checked
+    for the first URL and every redirect. A DNS answer that changes between this check and the
+    connection (rebinding) is not covered; nodes on hostile networks should pin ``sha256``.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ImageUnavailable(f"cannot fetch wasm module {url}: {host}: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global or address.is_multicast:
+            raise ImageUnavailable(
+                f"wasm module {url}: {host} is a non-public address ({address}); not fetched "
+                "(a node fetches deployers' URLs only from public addresses)"
+            )
+
+
+async def _fetch(url: str, *, limit: int, timeout: float, private_ok: bool = False) -> bytes:
     import httpx  # costs start-up time only when a URL module is actually run
 
     chunks: list[bytes] = []
     size = 0
     try:
         with trio.fail_after(timeout):
-            async with (
-                httpx.AsyncClient(
-                    follow_redirects=True, max_redirects=5, timeout=timeout
-                ) as client,
-                client.stream("GET", url) as response,
-            ):
-                if response.status_code != 200:
+            async with httpx.AsyncClient(follow_redirects=False, timeout=timeout) as client:
+                for _ in range(MAX_REDIRECTS + 1):
+                    if not private_ok:
+                        await check_public_host(url)
+                    async with client.stream("GET", url) as response:
+                        location = response.headers.get("location")
+                        if response.status_code in _REDIRECTS and location:
+                            url = urljoin(url, location)
+                            continue
+                        if response.status_code != 200:
+                            raise ImageUnavailable(
+                                f"cannot fetch wasm module {url}: HTTP {response.status_code}"
+                            )
+                        declared = response.headers.get("content-length", "")
+                        if declared.isdigit() and int(declared) > limit:
+                            raise _size_error(url, limit)
+                        async for chunk in response.aiter_bytes():
+                            size += len(chunk)
+                            if size > limit:
+                                raise _size_error(url, limit)
+                            chunks.append(chunk)
+                        break
+                else:
                     raise ImageUnavailable(
-                        f"cannot fetch wasm module {url}: HTTP {response.status_code}"
+                        f"cannot fetch wasm module {url}: more than {MAX_REDIRECTS} redirects"
                     )
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise _size_error(url, limit)
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise _size_error(url, limit)
-                    chunks.append(chunk)
     except trio.TooSlowError:
         raise ImageUnavailable(
             f"cannot fetch wasm module {url}: no answer in {timeout:g} s"
@@ -121,11 +160,13 @@ async def fetch_module(
     limit: int,
     fetch_timeout: float,
     limiter: trio.CapacityLimiter,
+    private_ok: bool = False,
 ) -> ModuleBytes:
     """The bytes of the URL ``spec.module``: from the cache when its pinned ``sha256`` is
     there, else fetched (then cached). Raises :class:`ImageUnavailable` when it cannot be
     fetched, is larger than ``limit`` bytes, or does not match its pinned hash. Cache I/O runs
-    in worker threads under ``limiter``.
+    in worker threads under ``limiter``. Hosts on non-public addresses are refused unless
+    ``private_ok`` (see :func:`check_public_host`).
     """
     if spec.sha256 is not None:
         cached = cache_dir / f"{spec.sha256}.wasm"
@@ -136,7 +177,7 @@ async def fetch_module(
             if hashlib.sha256(data).hexdigest() == spec.sha256:
                 return ModuleBytes(data, spec.sha256)
             # A damaged cache entry: fetch again, which overwrites it.
-    data = await _fetch(spec.module, limit=limit, timeout=fetch_timeout)
+    data = await _fetch(spec.module, limit=limit, timeout=fetch_timeout, private_ok=private_ok)
     module = _checked(data, spec)
     await trio.to_thread.run_sync(_store, cache_dir, module, limiter=limiter)
     return module
