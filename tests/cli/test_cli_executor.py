@@ -241,3 +241,23 @@ def test_a_url_module_on_the_users_own_network_runs_from_the_cli(tmp_path: Path)
         httpd.server_close()
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello from a WASM allocation on nunet\n"
+
+
+@pytest.mark.docker
+def test_a_missing_image_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    (tmp_path / "missing.yaml").write_text(
+        "execution: {type: docker, image: 'nunet-test/no-such-image:1', cmd: ['true']}\n"
+    )
+    done = nunet(tmp_path, "executor", "run", str(tmp_path / "missing.yaml"))
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "image 'nunet-test/no-such-image:1' is not on this machine" in errors[0]
+    leftovers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=nunet-executor=nunet-cli"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert leftovers.stdout.strip() == ""

@@ -63,6 +63,22 @@ def main(argv: list[str] | None = None) -> None:
     except DMSError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except BaseExceptionGroup as group:
+        # Trio wraps what fails inside a nursery in a group; when every failure in it is an
+        # expected one, the user gets the first one's line, as for a bare DMSError.
+        expected, unexpected = group.split(DMSError)
+        if expected is None or unexpected is not None:
+            raise
+        first = _leaves(expected)[0]
+        typer.echo(f"error: {first}", err=True)
+        sys.exit(first.exit_code)
+
+
+def _leaves(group: BaseExceptionGroup[DMSError]) -> list[DMSError]:
+    out: list[DMSError] = []
+    for inner in group.exceptions:
+        out.extend(_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])
+    return out
 
 
 if __name__ == "__main__":

@@ -79,17 +79,28 @@ class Executor(ABC):
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[Executor]:
-        """Run the executor for the duration of the block (see the module docstring)."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                await self._setup()
-                yield self
-            finally:
-                with trio.CancelScope(shield=True):
-                    await self._teardown()
-                self._nursery = None
-                nursery.cancel_scope.cancel()
+        """Run the executor for the duration of the block (see the module docstring).
+
+        An exception from the block (or from setup) comes out as itself, not wrapped in the
+        nursery's exception group, so ``except ImageUnavailable`` works for callers.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    await self._setup()
+                    yield self
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._teardown()
+                    self._nursery = None
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1 and not isinstance(
+                group.exceptions[0], BaseExceptionGroup
+            ):
+                raise group.exceptions[0]  # noqa: B904 (its own cause chain is kept)
+            raise
 
     @classmethod
     def probe(cls) -> str | None:
