@@ -26,6 +26,7 @@ from dms.crypto import Ed25519PrivateKey
 from dms.db import DEFAULT_FILE_NAME, Database
 from dms.did import KeyProvider, provider_for_context
 from dms.errors import ConfigError, DMSError, InvalidInput
+from dms.executor import Executor, ExecutorSettings, reclaim_leftovers
 from dms.network import Libp2pNetwork, Network
 from dms.node import Node
 from dms.resources import PortAllocator, ResourceManager, detect_machine
@@ -118,6 +119,8 @@ class Daemon:
             [str(a) for a in config.p2p.bootstrap_peers],
         )
         self.security = SecurityContext(key, capabilities)
+        #: Executors the daemon keeps open (allocations will run on them), by name.
+        self.executors: dict[str, Executor] = {}
         self.node = Node(self.network, self.security, config, resources=resources)
 
     async def run(self, *, task_status: TaskStatus[Ready] = trio.TASK_STATUS_IGNORED) -> None:
@@ -161,6 +164,35 @@ class Daemon:
             task_status.started(ready)
             nursery.start_soon(self._watch_capabilities)
             nursery.start_soon(self._expire_commitments)
+            nursery.start_soon(self._run_executors)
+
+    async def _run_executors(self) -> None:
+        """Open the executors whose work outlives the process, and reclaim what we left.
+
+        Docker containers survive a crash of the DMS; on start, every container labelled with
+        this node's executor ID is re-adopted if an allocation claims it and removed otherwise
+        (no allocation manager exists yet, so none is claimed). Runs after readiness: probing
+        and connecting to the engine must not delay start-up.
+        """
+        found = {a.name: a for a in await self.node.executor_availability()}
+        docker = found.get("docker")
+        if docker is None or not docker.available:
+            return
+        settings = ExecutorSettings(
+            executor_id=node_executor_id(self.network.host_id),
+            work_dir=self.config.general.work_dir,
+            allow_privileged=self.config.job.allow_privileged_docker,
+        )
+        try:
+            executor = self.node.executors.create("docker", settings)
+            async with executor.open():
+                self.executors["docker"] = executor
+                await reclaim_leftovers(executor, claimed=lambda _info: False)
+                await trio.sleep_forever()
+        except DMSError as exc:
+            log.warning("docker executor not started: %s", exc)
+        finally:
+            self.executors.pop("docker", None)
 
     async def _expire_commitments(self) -> None:
         """Release commitments whose TTL lapsed (the orchestrator never allocated them)."""
@@ -197,6 +229,12 @@ class Daemon:
                 log.warning("kept the previous capability anchors: %s", exc)
             else:
                 log.info("reloaded capability context %r from %s", capabilities.name, path)
+
+
+def node_executor_id(peer_id: str) -> str:
+    """This node's executor ID: stable across restarts (so a restarted DMS finds what it left)
+    and short, since Docker container names are built from it."""
+    return "dms-" + peer_id[-12:]
 
 
 def _mtime(path: Path) -> float:

@@ -7,6 +7,7 @@ Public API:
   :class:`ExecutionStatus`, :class:`Termination`, :class:`ExecutionInfo`, :class:`LogChunk`,
   :class:`ExecResult`, :class:`PortBinding`;
 * :class:`ExecutorRegistry` (executors by name, which can run here and why not);
+* :func:`reclaim_leftovers` (after a restart: adopt or remove what a previous run left);
 * errors: :class:`ExecutorError` and its subclasses.
 
 Back-ends, one module each, imported lazily through the registry: ``docker`` (a real Docker
@@ -24,6 +25,7 @@ from dms.executor._errors import (
     InvalidSpec,
     Unsupported,
 )
+from dms.executor._reclaim import reclaim_leftovers
 from dms.executor._registry import (
     BUILTIN_EXECUTORS,
     ExecutorAvailability,
@@ -67,4 +69,5 @@ __all__ = [
     "TrackedExecution",
     "UnknownExecutor",
     "Unsupported",
+    "reclaim_leftovers",
 ]
