@@ -22,6 +22,7 @@ from dms.executor import (
     ExecutionStatus,
     ExecutorRegistry,
     ExecutorSettings,
+    ExecutorUnavailable,
     InvalidSpec,
     LogChunk,
     PortBinding,
@@ -44,7 +45,17 @@ def test_probe_and_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         raise OSError("cannot map executable memory")
 
     monkeypatch.setattr("dms.executor._wasm_engine.new_engine", broken)
-    assert WasmExecutor.probe() == "wasm: wasmtime cannot run here: cannot map executable memory"
+    # The probe stays cheap (no engine: nodes probe to advertise); opening the executor checks.
+    assert WasmExecutor.probe() is None
+    with pytest.raises(ExecutorUnavailable, match="wasmtime cannot run here: cannot map"):
+        trio.run(_open_once, tmp_path)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert WasmExecutor.probe() == "wasm: the wasmtime package is not installed"
+
+
+async def _open_once(tmp_path: Path) -> None:
+    async with make_executor(tmp_path).open():
+        pass
 
 
 async def test_hello_exit_code_and_output(tmp_path: Path) -> None:
