@@ -21,6 +21,9 @@ from dms.executor._types import SpecConfig
 from dms.resources import CPU, RAM, Disk, Resources, parse_size
 from dms.resources._types import round_cores
 
+#: An ensemble is a page of YAML; anything this large is a mistake or an attack.
+MAX_YAML_BYTES = 1 << 20
+
 
 @dataclass(frozen=True)
 class LocalAllocation:
@@ -83,8 +86,12 @@ def load_allocation(
     ``base_dir`` is the YAML file's directory (relative module paths resolve against it).
     Raises :class:`InvalidSpec` with one line naming what is wrong.
     """
+    if len(text) > MAX_YAML_BYTES:
+        raise InvalidSpec(f"the YAML is larger than {MAX_YAML_BYTES} bytes")
     try:
         doc = yaml.safe_load(text)
+    except RecursionError:
+        raise InvalidSpec("invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
