@@ -17,7 +17,7 @@ import typer
 
 from dms.cli._common import config_path, passphrase_reader
 from dms.config import Config, load_config, override_config
-from dms.errors import ConfigError, DMSError
+from dms.errors import ConfigError
 
 
 def _configure_logging(config: Config, debug: bool) -> None:
@@ -90,23 +90,6 @@ def run(
     if overrides:
         config = override_config(config, overrides)
     _configure_logging(config, debug or config.general.debug)
-    try:
-        trio.run(_serve, config, context)
-    except BaseExceptionGroup as group:
-        # A component that fails to start (port in use, bad key...) surfaces inside the
-        # nursery's exception group; the user gets its one-line message, not a traceback.
-        expected = _first_dms_error(group)
-        if expected is None:
-            raise
-        raise expected from None
-
-
-def _first_dms_error(error: BaseException) -> DMSError | None:
-    if isinstance(error, DMSError):
-        return error
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            found = _first_dms_error(inner)
-            if found is not None:
-                return found
-    return None
+    # A component that fails to start (port in use, bad key...) surfaces inside the nursery's
+    # exception group; the CLI's entry point prints its one-line message, not a traceback.
+    trio.run(_serve, config, context)

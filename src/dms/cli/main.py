@@ -64,21 +64,25 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except BaseExceptionGroup as group:
-        # Trio wraps what fails inside a nursery in a group; when every failure in it is an
-        # expected one, the user gets the first one's line, as for a bare DMSError.
-        expected, unexpected = group.split(DMSError)
-        if expected is None or unexpected is not None:
+        # Trio wraps what fails inside a nursery (a daemon component that cannot start, an
+        # executor that cannot run...) in a group, often beside the Cancelled its siblings got;
+        # the user gets the first expected failure's line, as for a bare DMSError.
+        first = _first_dms_error(group)
+        if first is None:
             raise
-        first = _leaves(expected)[0]
         typer.echo(f"error: {first}", err=True)
         sys.exit(first.exit_code)
 
 
-def _leaves(group: BaseExceptionGroup[DMSError]) -> list[DMSError]:
-    out: list[DMSError] = []
-    for inner in group.exceptions:
-        out.extend(_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])
-    return out
+def _first_dms_error(error: BaseException) -> DMSError | None:
+    if isinstance(error, DMSError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _first_dms_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 if __name__ == "__main__":
