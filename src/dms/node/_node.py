@@ -50,7 +50,6 @@ class Node:
         self.network = network
         #: The execution back-ends this node may run allocations on (probed on first use).
         self.executors = executors if executors is not None else ExecutorRegistry()
-        self._executor_probe: list[ExecutorAvailability] | None = None
         #: Onboarding and resource books (None: the resource behaviours answer with an error).
         self.resources = resources
         self._machine: Resources | None = None  # detected on first use when there is no manager
@@ -85,14 +84,12 @@ class Node:
         return self._machine
 
     async def executor_availability(self) -> list[ExecutorAvailability]:
-        """Which executors run here and why the others do not (probed once, in a thread).
+        """Which executors run here and why the others do not.
 
-        Probing talks to engines (a Docker ping) and imports their SDKs, so it happens on the
-        first question rather than at start-up, which stays fast.
+        Probing talks to engines (a Docker ping) and imports their SDKs, so it runs in a thread
+        and on the first question rather than at start-up; the registry keeps the answers.
         """
-        if self._executor_probe is None:
-            self._executor_probe = await trio.to_thread.run_sync(self.executors.probe_all)
-        return self._executor_probe
+        return await trio.to_thread.run_sync(self.executors.probe_all)
 
     async def executor_refusal(self, name: str) -> str | None:
         """Why this node cannot run an allocation for executor ``name``; ``None`` if it can.
