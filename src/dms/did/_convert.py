@@ -6,12 +6,15 @@ derived from any other (peer IDs only when they embed the key, which Ed25519 one
 
 from __future__ import annotations
 
+import functools
+
 from dms.crypto import ID, PeerID, extract_public_key, peer_id_from_public_key
 from dms.did._did import DID, did_from_public_key, public_key_from_did
 
 
+@functools.lru_cache(maxsize=1024)
 def did_from_id(actor_id: ID) -> DID:
-    """The ``did:key`` of an actor ID's public key."""
+    """The ``did:key`` of an actor ID's public key (cached: every message converts two)."""
     return did_from_public_key(actor_id.public_key())
 
 

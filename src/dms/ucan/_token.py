@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -66,7 +65,7 @@ class DMSToken:
         """Go's ``json.Marshal`` of this token with ``Signature=nil`` (what the issuer signs)."""
         parts = [
             b'{"act":',
-            _string(self.action),
+            gojson.string(self.action),
             b',"iss":',
             _did_json(self.issuer),
             b',"sub":',
@@ -227,21 +226,9 @@ def _anchor(did: DID) -> Anchor:
     return Anchor.from_did(did)
 
 
-# Strings needing no escaping in Go JSON (printable ASCII without quote, backslash or <>&) are
-# copied as is; everything else goes through gojson. This keeps verification at signature speed.
-_PLAIN = re.compile(r"[\x20-\x7e]*").fullmatch
-_UNSAFE = frozenset('"\\<>&')
-
-
-def _string(text: str) -> bytes:
-    if _PLAIN(text) and _UNSAFE.isdisjoint(text):
-        return b'"' + text.encode() + b'"'
-    return gojson.marshal(text)
-
-
 def _strings(texts: tuple[str, ...]) -> bytes:
-    return b"[" + b",".join(_string(t) for t in texts) + b"]"
+    return b"[" + b",".join(gojson.string(t) for t in texts) + b"]"
 
 
 def _did_json(did: DID) -> bytes:
-    return b'{"uri":' + _string(did.uri) + b"}" if did.uri else b"{}"
+    return b'{"uri":' + gojson.string(did.uri) + b"}" if did.uri else b"{}"
