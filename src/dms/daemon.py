@@ -39,7 +39,6 @@ else:
 
 log = logging.getLogger("dms.daemon")
 
-DMS_CONTEXT = "dms"
 #: How often a running DMS checks its .cap file for changes made by `nunet cap` (seconds).
 CAPABILITY_RELOAD_INTERVAL = 2.0
 #: How often lapsed resource commitments are released (seconds).

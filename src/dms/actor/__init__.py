@@ -19,7 +19,7 @@ from dms.actor._actor import (
     Actor,
 )
 from dms.actor._behavior import Behavior, BehaviorRegistry, Handler
-from dms.actor._dispatch import Dispatcher, DropReason
+from dms.actor._dispatch import Dispatcher, DropReason, trio_deadline
 from dms.actor._envelope import (
     ALLOWED_KEY_TYPES,
     DEFAULT_MESSAGE_TIMEOUT_NS,
@@ -78,4 +78,5 @@ __all__ = [
     "encode_frame",
     "frame_length",
     "sender_key",
+    "trio_deadline",
 ]

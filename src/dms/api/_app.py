@@ -16,10 +16,9 @@ import trio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from dms.actor import Envelope, Handle
+from dms.actor import Envelope, Handle, trio_deadline
 from dms.api import _schema
 from dms.api._body import (
-    deadline_of,
     encode_envelope,
     parse_envelope,
     read_body,
@@ -138,7 +137,9 @@ def create_app(
         envelope = parse_envelope(await read_body(request))
         host, inbox = require_destination(envelope)
         data = encode_envelope(envelope)
-        await _send(network, host, inbox, data, deadline_of(envelope), timeout_status=500)
+        await _send(
+            network, host, inbox, data, trio_deadline(envelope.options.expire), timeout_status=500
+        )
         return JSONResponse({"message": "message sent"})
 
     @app.post(
@@ -168,7 +169,7 @@ def create_app(
         reply_inbox = require_local_sender(envelope, network.host_id)
         host, inbox = require_destination(envelope)
         data = encode_envelope(envelope)
-        deadline = deadline_of(envelope)
+        deadline = trio_deadline(envelope.options.expire)
         replies_in, replies_out = trio.open_memory_channel[Envelope](1)
 
         def sink(reply: Envelope, remote_peer: str) -> None:
@@ -219,7 +220,7 @@ def create_app(
             raise ApiError(400, "message is not a broadcast message")
         reply_inbox = require_local_sender(envelope, network.host_id)
         data = encode_envelope(envelope)
-        deadline = deadline_of(envelope)
+        deadline = trio_deadline(envelope.options.expire)
         replies: list[Envelope] = []
 
         async def collect() -> Response:

@@ -9,10 +9,8 @@ client (the CLI) signs and the receiving actor verifies.
 
 from __future__ import annotations
 
-import time
 from contextlib import aclosing
 
-import trio
 from fastapi import Request
 
 from dms.actor import FRAME_HEADER_SIZE, MAX_MESSAGE_SIZE, Envelope
@@ -79,12 +77,6 @@ def encode_envelope(envelope: Envelope) -> bytes:
             f"the limit is {MAX_MESSAGE_SIZE}",
         )
     return data
-
-
-def deadline_of(envelope: Envelope) -> float:
-    """``opt.exp`` (Unix ns, wall clock) as a trio deadline (monotonic seconds)."""
-    remaining = (envelope.options.expire - time.time_ns()) / 1e9
-    return trio.current_time() + remaining
 
 
 def require_local_sender(envelope: Envelope, host_id: str) -> str:

@@ -38,9 +38,3 @@ def use_dht_protocol(protocol: TProtocol = DHT_PROTOCOL) -> None:
         if not hasattr(module, "PROTOCOL_ID"):
             raise RuntimeError(f"{name} has no PROTOCOL_ID: cannot set the DHT protocol")
         setattr(module, "PROTOCOL_ID", protocol)  # noqa: B010 (a module global, by design)
-
-
-def dht_protocol() -> str:
-    """The DHT protocol ID currently in force."""
-    common = importlib.import_module("libp2p.kad_dht.common")
-    return str(common.PROTOCOL_ID)

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dms.node._hello import PUBLIC_HELLO
 from dms.node._onboarding import install_onboarding
 from dms.node._peers import install_peers
 from dms.node._public import install_public
 
 if TYPE_CHECKING:
     from dms.node._node import Node
-
-HELLO = PUBLIC_HELLO
 
 
 def install_behaviors(node: Node) -> None:

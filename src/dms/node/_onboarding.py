@@ -194,7 +194,7 @@ def install_onboarding(node: Node) -> None:
                     result = await run(manager.onboarded)
                     error = "" if result is not None else "the node is not onboarded"
                 elif what == "free":
-                    result, error = await run(_free, manager), ""
+                    result, error = await run(manager.free), ""
                 else:
                     result, error = await run(manager.allocated), ""
             except DMSError as exc:
@@ -234,7 +234,3 @@ def _current(manager: ResourceManager) -> Resources | None:
         return manager.onboarded()
     except DMSError:
         return None
-
-
-def _free(manager: ResourceManager) -> Resources:
-    return manager.free()
