@@ -21,17 +21,22 @@ FRAME_HEADER_SIZE = 8
 _HEADER = struct.Struct("<Q")
 
 
+def check_frame_size(envelope_json: bytes) -> None:
+    """Refuse (InvalidInput) an envelope whose frame would exceed 1 MiB in total."""
+    total = FRAME_HEADER_SIZE + len(envelope_json)
+    if total > MAX_MESSAGE_SIZE:
+        raise InvalidInput(
+            f"message too large: {total} bytes framed, the limit is {MAX_MESSAGE_SIZE}"
+        )
+
+
 def encode_frame(envelope_json: bytes) -> bytes:
     """Prefix ``envelope_json`` with its length; refuse frames larger than 1 MiB in total.
 
     Prefix and body come back as one buffer because Go's reader takes the 8-byte prefix from a
     single ``Read``; write it in one call.
     """
-    total = FRAME_HEADER_SIZE + len(envelope_json)
-    if total > MAX_MESSAGE_SIZE:
-        raise InvalidInput(
-            f"message too large: {total} bytes framed, the limit is {MAX_MESSAGE_SIZE}"
-        )
+    check_frame_size(envelope_json)
     return _HEADER.pack(len(envelope_json)) + envelope_json
 
 

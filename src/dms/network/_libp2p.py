@@ -45,8 +45,8 @@ from dms.network._libp2p_pubsub import GossipSettings, libp2p_validator, make_pu
 from dms.network._libp2p_streams import (
     REUSE_PROTOCOL,
     StreamSender,
+    check_go_frame,
     close_quietly,
-    go_frame,
     go_protocol,
     network_errors,
     read_exactly,
@@ -274,7 +274,7 @@ class Libp2pNetwork(Network):
 
     async def send(self, peer_id: str, inbox: str, data: bytes, *, timeout: float) -> None:
         if peer_id == self.host_id:
-            go_frame(data)  # same size limit as the wire
+            check_go_frame(data)  # same size limit as the wire
             if inbox not in self._inboxes:
                 raise NetworkError(f"send to {inbox!r} on this host: no such inbox")
             with network_errors(f"local send to {inbox!r}"), trio.fail_after(timeout):

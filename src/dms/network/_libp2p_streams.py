@@ -30,7 +30,13 @@ from typing import Any
 import trio
 from libp2p.custom_types import TProtocol
 
-from dms.actor._frame import FRAME_HEADER_SIZE, MAX_MESSAGE_SIZE, encode_frame, frame_length
+from dms.actor._frame import (
+    FRAME_HEADER_SIZE,
+    MAX_MESSAGE_SIZE,
+    check_frame_size,
+    encode_frame,
+    frame_length,
+)
 from dms.errors import DMSError, InvalidInput, NetworkError, NetworkTimeout
 
 log = logging.getLogger(__name__)
@@ -74,8 +80,14 @@ def network_errors(what: str) -> Iterator[None]:
 
 def go_frame(data: bytes) -> bytes:
     """The Go frame of ``data``; refuse (NetworkError) what Go's sender would refuse."""
+    check_go_frame(data)
+    return encode_frame(data)
+
+
+def check_go_frame(data: bytes) -> None:
+    """Refuse (NetworkError) what Go's sender would refuse, without building the frame."""
     try:
-        return encode_frame(data)
+        check_frame_size(data)
     except InvalidInput as exc:
         raise NetworkError(str(exc)) from None
 
@@ -203,7 +215,7 @@ class StreamSender:
 
     async def send(self, peer: Any, inbox: str, data: bytes) -> None:
         """Deliver one message to ``inbox`` on ``peer`` (caller holds the deadline)."""
-        frame = go_frame(data)
+        check_go_frame(data)  # the Go frame itself is only built if the reuse stream is not used
         if self._reuse:
             protocols = self._protocols(peer)
             link = self._links.setdefault(peer, _Link())
@@ -216,7 +228,7 @@ class StreamSender:
             usable = link.reuse is not False and listed and body is not None
             if usable and body is not None and await self._send_reused(peer, link, body):
                 return
-        await self.send_one(peer, inbox, frame)
+        await self.send_one(peer, inbox, go_frame(data))
 
     async def send_one(self, peer: Any, inbox: str, frame: bytes) -> None:
         """Go's way: a new stream, one write of the whole frame, then close our side."""
