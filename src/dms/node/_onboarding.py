@@ -18,6 +18,7 @@ Every store or detection call is blocking, so it runs in a worker thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -152,7 +153,12 @@ def install_onboarding(node: Node) -> None:
             await send_reply(node, env, onboard_response(str(exc), await run(_current, manager)))
             return
         try:
-            usage = await run(machine_usage, node.config.general.work_dir)
+            # Validation reads RAM in use and, for requested GPUs, their VRAM in use: skip the
+            # CPU sampling (0.2 s) and the GPU tool runs it would not look at.
+            measure = functools.partial(
+                machine_usage, node.config.general.work_dir, gpus=bool(wanted.gpus), cpu_interval=0
+            )
+            usage = await run(measure)
             offer = await run(manager.onboard, wanted, usage)
         except DMSError as exc:
             log.info("onboarding refused: %s", exc)

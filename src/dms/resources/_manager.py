@@ -192,10 +192,6 @@ class ResourceManager:
 
     # -- onboarding ----------------------------------------------------------------------------
 
-    def onboarding(self) -> OnboardingConfig | None:
-        """The stored onboarding config, if any."""
-        return self._onboarding.get()
-
     def onboarded(self) -> Resources | None:
         """The onboarded resources, or ``None`` when the node is not onboarded."""
         config = self._onboarding.get()
@@ -254,9 +250,10 @@ class ResourceManager:
         """Onboarded − committed − allocated, never negative (empty when not onboarded)."""
         with self._db.read():
             offer = self.onboarded()
-            if offer is None:
-                return Resources()
-            return _minus(_minus(offer, self.committed(now=now)), self.allocated())
+            return Resources() if offer is None else self._free_of(offer, now)
+
+    def _free_of(self, offer: Resources, now: int | None) -> Resources:
+        return _minus(_minus(offer, self.committed(now=now)), self.allocated())
 
     def commit(
         self,
@@ -277,9 +274,10 @@ class ResourceManager:
         """
         now = time.time_ns() if now is None else now
         with self._db.transaction():
-            if not self.is_onboarded():
+            offer = self.onboarded()
+            if offer is None:
                 raise ResourceError("cannot commit resources: the node is not onboarded")
-            problem = shortfall(self.free(now=now), resources)
+            problem = shortfall(self._free_of(offer, now), resources)
             if problem:
                 raise ResourceError(f"cannot commit resources for {alloc_id}: {problem}")
             return self._repo.commit(

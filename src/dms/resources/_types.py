@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -317,10 +317,6 @@ class Resources:
             ram=RAM.from_json(obj.get("ram")),
             disk=Disk.from_json(obj.get("disk")),
         )
-
-    def with_gpus(self, gpus: Sequence[GPU]) -> Resources:
-        """A copy with another GPU list."""
-        return replace(self, gpus=tuple(gpus))
 
     def add(self, other: Resources) -> Resources:
         """``self + other``: see :func:`dms.resources.add`."""
