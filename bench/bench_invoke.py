@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -35,7 +35,13 @@ from libp2p.peer.id import ID
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import Helper, cpu_of, loadavg, quantile
-from bench_libp2p_echo import ECHO, PAYLOAD, echo_handler, frame, read_frame
+from bench_libp2p_echo import (
+    ECHO,
+    PAYLOAD,
+    echo_handler,
+    echo_round_trips,
+    run_for,
+)
 from dms import devnet
 from dms.actor import Actor, SecurityContext
 from dms.client import parse_destination
@@ -78,41 +84,19 @@ class Row:
         self.cpu_here = self.cpu_there = 0.0  # CPU s per round trip, 16-way phase
 
 
-async def run_for(rts: list[RoundTrip], seconds: float) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def worker(rt: RoundTrip) -> None:
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            await rt()
-            latencies.append(time.perf_counter() - t0)
-
-    start = time.perf_counter()
-    async with trio.open_nursery() as nursery:
-        for rt in rts:
-            nursery.start_soon(worker, rt)
-    return latencies, len(latencies) / (time.perf_counter() - start)
-
-
 async def measure(label: str, make_rt: Callable[[], Awaitable[RoundTrip]], far_pid: int) -> Row:
     row = Row(label)
     rts = [await make_rt() for _ in range(CONCURRENCY)]
     for _ in range(20):  # warm up (first stream opening, identify, caches)
         await rts[0]()
     row.seq, row.seq_rate = await run_for(rts[:1], SECONDS)
-    me = cpu_of_self()
+    me = cpu_of(os.getpid())
     there = cpu_of(far_pid)
     row.conc, row.conc_rate = await run_for(rts, SECONDS)
     n = len(row.conc)
-    row.cpu_here = (cpu_of_self() - me) / n
+    row.cpu_here = (cpu_of(os.getpid()) - me) / n
     row.cpu_there = (cpu_of(far_pid) - there) / n
     return row
-
-
-def cpu_of_self() -> float:
-    t = __import__("os").times()
-    return t.user + t.system
 
 
 async def bench(net: devnet.Devnet, echo_address: str, echo_pid: int) -> list[Row]:
@@ -129,23 +113,7 @@ async def bench(net: devnet.Devnet, echo_address: str, echo_pid: int) -> list[Ro
         await nursery.start(actor.run)
         await trio.sleep(1.0)  # identify done both ways: reuse protocol and inboxes known
 
-        async def reused() -> RoundTrip:
-            stream = await network._host.new_stream(ID.from_base58(echo_peer), [ECHO])
-
-            async def rt() -> None:
-                await stream.write(frame(PAYLOAD))
-                await read_frame(stream)
-
-            return rt
-
-        async def fresh() -> RoundTrip:
-            async def rt() -> None:
-                stream = await network._host.new_stream(ID.from_base58(echo_peer), [ECHO])
-                await stream.write(frame(PAYLOAD))
-                await read_frame(stream)
-                await stream.close()
-
-            return rt
+        reused, fresh = echo_round_trips(network._host, ID.from_base58(echo_peer))
 
         waiting: dict[int, trio.Event] = {}
         ids = itertools.count()

@@ -15,7 +15,6 @@ Each runs sequentially (one request in flight: latency) and with 16 in flight (t
 from __future__ import annotations
 
 import itertools
-import statistics
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from typing import Any
 import trio
 from libp2p.custom_types import TProtocol
 
+from bench_common import quantile
 from dms.crypto import Ed25519PrivateKey
 from dms.network._libp2p import Libp2pNetwork
 from dms.network._libp2p_streams import read_exactly
@@ -59,14 +59,11 @@ async def echo_handler(stream: Any) -> None:
         await stream.reset()
 
 
-async def measure(
-    make_rt: Callable[[], Awaitable[RoundTrip]], concurrency: int
-) -> tuple[list[float], float]:
-    """Latencies of every round trip and round trips per second over ``SECONDS``."""
+async def run_for(rts: list[RoundTrip], seconds: float) -> tuple[list[float], float]:
+    """Run every round trip in ``rts`` back to back, concurrently, for ``seconds``: the
+    latency of each round trip and round trips per second."""
     latencies: list[float] = []
-    rts = [await make_rt() for _ in range(concurrency)]
-    await rts[0]()  # warm up
-    deadline = time.perf_counter() + SECONDS
+    deadline = time.perf_counter() + seconds
 
     async def worker(rt: RoundTrip) -> None:
         while time.perf_counter() < deadline:
@@ -81,8 +78,40 @@ async def measure(
     return latencies, len(latencies) / (time.perf_counter() - start)
 
 
-def quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q * 100) - 1] if len(values) > 1 else values[0]
+async def measure(
+    make_rt: Callable[[], Awaitable[RoundTrip]], concurrency: int
+) -> tuple[list[float], float]:
+    """Latencies of every round trip and round trips per second over ``SECONDS``."""
+    rts = [await make_rt() for _ in range(concurrency)]
+    await rts[0]()  # warm up
+    return await run_for(rts, SECONDS)
+
+
+def echo_round_trips(
+    host: Any, peer: Any
+) -> tuple[Callable[[], Awaitable[RoundTrip]], Callable[[], Awaitable[RoundTrip]]]:
+    """Makers of raw echo round trips to ``peer``: on one reused stream, and on a new stream
+    per message."""
+
+    async def reused() -> RoundTrip:
+        stream = await host.new_stream(peer, [ECHO])
+
+        async def rt() -> None:
+            await stream.write(frame(PAYLOAD))
+            await read_frame(stream)
+
+        return rt
+
+    async def fresh() -> RoundTrip:
+        async def rt() -> None:
+            stream = await host.new_stream(peer, [ECHO])
+            await stream.write(frame(PAYLOAD))
+            await read_frame(stream)
+            await stream.close()
+
+        return rt
+
+    return reused, fresh
 
 
 async def pair(reuse: bool) -> tuple[Libp2pNetwork, Libp2pNetwork]:
@@ -96,26 +125,8 @@ Row = tuple[str, list[float], float, float]
 
 async def raw_rows(a: Libp2pNetwork, b: Libp2pNetwork) -> list[Row]:
     """The plain libp2p echo, on a reused stream and on a new stream per message."""
-    peer = b._host.get_id()
     b._host.set_stream_handler(ECHO, echo_handler)
-
-    async def reused() -> RoundTrip:
-        stream = await a._host.new_stream(peer, [ECHO])
-
-        async def rt() -> None:
-            await stream.write(frame(PAYLOAD))
-            await read_frame(stream)
-
-        return rt
-
-    async def fresh() -> RoundTrip:
-        async def rt() -> None:
-            stream = await a._host.new_stream(peer, [ECHO])
-            await stream.write(frame(PAYLOAD))
-            await read_frame(stream)
-            await stream.close()
-
-        return rt
+    reused, fresh = echo_round_trips(a._host, b._host.get_id())
 
     rows: list[Row] = []
     for label, make in (
