@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import trio
 from tests.actor.actor_sim import Node, User, make_nodes, wait_for
 
 from dms.actor import Actor, DropReason, Envelope, Handle, Handler
+from dms.actor._dispatch import _VerifiedBroadcasts
 from dms.network import MemoryFabric, Validation
 
 TOPIC = "/nunet/hello"
@@ -120,3 +122,73 @@ async def test_subscription_made_before_run_applies_at_start(nursery: trio.Nurse
     await trio.sleep(0.1)
     assert seen == [late.peer_id]
     assert isinstance(late.actor, Actor)
+
+
+def _signed_hello(node: Node, timeout: float = 5.0) -> Envelope:
+    return node.actor.security.provide_broadcast(
+        node.actor.message(Handle(), HELLO, topic=TOPIC, timeout=timeout), TOPIC, [HELLO]
+    )
+
+
+async def test_a_broadcast_signature_is_verified_once(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = await make_nodes(nursery, MemoryFabric(), User(), 2)
+    seen: list[str] = []
+    await _listen([b], seen)
+    calls: list[str] = []
+    real_verify = Envelope.verify
+
+    def counting_verify(self: Envelope, now_ns: int | None = None) -> None:
+        calls.append(self.behavior)
+        real_verify(self, now_ns)
+
+    monkeypatch.setattr(Envelope, "verify", counting_verify)
+    await a.actor.publish(TOPIC, HELLO, timeout=5)
+    await wait_for(lambda: seen == [b.peer_id])
+    assert calls.count(HELLO) == 1  # by the validator; delivery reuses the verified envelope
+    assert len(b.actor.dispatcher._verified) == 0  # taken on delivery
+
+
+async def test_a_verified_broadcast_that_expires_before_delivery_is_dropped(
+    nursery: trio.Nursery,
+) -> None:
+    a, b = await make_nodes(nursery, MemoryFabric(), User(), 2)
+    seen: list[str] = []
+    await _listen([b], seen)
+    data = _signed_hello(a, timeout=0.2).to_json()
+    assert b.actor.dispatcher.validator(TOPIC)(data, a.peer_id) is Validation.ACCEPT
+    await trio.sleep(0.3)
+    await b.actor.dispatcher.receive_broadcast(data, a.peer_id)
+    assert b.actor.stats[DropReason.EXPIRED] == 1
+    assert b.actor.stats.get(DropReason.BAD_SIGNATURE) is None
+    assert seen == []
+
+
+async def test_an_unvalidated_broadcast_takes_the_full_path(nursery: trio.Nursery) -> None:
+    a, b = await make_nodes(nursery, MemoryFabric(), User(), 2)
+    seen: list[str] = []
+    await _listen([b], seen)
+    dispatcher = b.actor.dispatcher
+    forged = dataclasses.replace(_signed_hello(a), message=b'"x"').to_json()
+    await dispatcher.receive_broadcast(forged, a.peer_id)
+    assert b.actor.stats[DropReason.BAD_SIGNATURE] == 1
+    await dispatcher.receive_broadcast(b"{not json", a.peer_id)
+    assert b.actor.stats[DropReason.MALFORMED] == 1
+    good = _signed_hello(a).to_json()
+    await dispatcher.receive_broadcast(good, a.peer_id)  # not cached: parsed and verified
+    await wait_for(lambda: seen == [b.peer_id])
+
+
+def test_verified_broadcasts_are_bounded() -> None:
+    env = Envelope()
+    cache = _VerifiedBroadcasts(max_entries=3, max_bytes=10)
+    for i in range(5):
+        cache.put(b"m%d" % i, env)
+    assert len(cache) == 3 and cache.take(b"m0") is None and cache.take(b"m1") is None
+    assert cache.take(b"m4") is env and cache.take(b"m4") is None  # popped on use
+    cache.put(b"x" * 8, env)  # 2 + 2 + 8 > 10 bytes: the oldest goes
+    assert len(cache) == 2 and cache.take(b"m2") is None
+    cache.put(b"y" * 11, env)  # larger than the whole budget: never cached
+    assert cache.take(b"y" * 11) is None
+    assert cache.take(b"m3") is env and cache.take(b"x" * 8) is env and len(cache) == 0

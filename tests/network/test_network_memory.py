@@ -111,3 +111,24 @@ async def test_pubsub_validates_and_skips_the_publisher() -> None:
         await trio.sleep(0.05)  # time for anything that should not arrive
         assert got == {"peerA": [], "peerB": [b"good"], "peerC": [b"good", b"after"]}
         nursery.cancel_scope.cancel()
+
+
+async def test_size_limit_counts_the_frame_header_like_libp2p() -> None:
+    """Memory refuses exactly what libp2p refuses: 8-byte prefix + data over 1 MiB."""
+    fabric = MemoryFabric()
+    got: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        a, b = await _start(nursery, fabric, "peerA", "peerB")
+
+        async def handler(data: bytes, sender: str) -> None:
+            got.append(data)
+
+        b.register_inbox("root", handler)
+        biggest = b"y" * (MAX_MESSAGE_SIZE - 8)
+        await a.send("peerB", "root", biggest, timeout=1)
+        for peer in ("peerB", "peerA"):  # remote and local delivery alike
+            with pytest.raises(NetworkError, match="too large"):
+                await a.send(peer, "root", biggest + b"y", timeout=1)
+        await _until(lambda: len(got) == 1)
+        assert got == [biggest]
+        nursery.cancel_scope.cancel()

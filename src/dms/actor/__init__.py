@@ -31,17 +31,20 @@ from dms.actor._envelope import (
     sender_key,
 )
 from dms.actor._errors import ActorError, ActorNotRunning, InvokeTimeout, SendError
-from dms.actor._frame import (
-    FRAME_HEADER_SIZE,
-    MAX_MESSAGE_SIZE,
-    decode_frame,
-    encode_frame,
-    frame_length,
-)
 from dms.actor._handle import Address, Handle
 from dms.actor._limiter import RateLimiter, RateLimiterConfig
 from dms.actor._nonce import NonceSource
 from dms.actor._security import SecurityContext
+
+# Framing belongs to the network layer (dms.network._frame); re-exported for existing importers.
+from dms.network import (
+    FRAME_HEADER_SIZE,
+    MAX_MESSAGE_SIZE,
+    check_frame_size,
+    decode_frame,
+    encode_frame,
+    frame_length,
+)
 
 __all__ = [
     "ALLOWED_KEY_TYPES",
@@ -74,6 +77,7 @@ __all__ = [
     "RateLimiterConfig",
     "SecurityContext",
     "SendError",
+    "check_frame_size",
     "decode_frame",
     "encode_frame",
     "frame_length",

@@ -18,6 +18,11 @@ Nothing is ever dropped because a queue is full: there is no queue; the network'
 awaits the pipeline. Every drop is logged with its reason and counted in :attr:`Dispatcher.stats`
 so "why was my message ignored?" has an answer. Handler exceptions are logged and counted,
 never propagated: one bad message must not take the actor down.
+
+A broadcast is parsed and its signature verified once, by the gossip validator, which hands the
+verified envelope to the topic handler through a small bounded cache keyed by the message bytes
+(:class:`_VerifiedBroadcasts`); the handler then re-checks only the expiry. A message the cache
+does not hold (evicted, or delivered without validation) takes the full path again.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ log = logging.getLogger(__name__)
 
 #: How many recent drops :attr:`Dispatcher.recent_drops` keeps for inspection.
 RECENT_DROPS = 64
+
+#: Bounds of the validator → topic handler hand-off of verified broadcasts: entry count and
+#: total message bytes. An entry normally lives only until its delivery, a few scheduler steps.
+VERIFIED_BROADCASTS = 256
+VERIFIED_BROADCAST_BYTES = 4 << 20
 
 
 class DropReason(enum.StrEnum):
@@ -74,6 +84,47 @@ def trio_deadline(expire_ns: int) -> float:
     return trio.current_time() + (expire_ns - time.time_ns()) / 1e9
 
 
+class _VerifiedBroadcasts:
+    """Broadcasts the validator parsed and verified, waiting for their delivery (oldest first).
+
+    Keyed by the exact message bytes, so an entry is only ever taken for the very bytes that
+    were verified; bounded by :data:`VERIFIED_BROADCASTS` entries and
+    :data:`VERIFIED_BROADCAST_BYTES` bytes (oldest evicted), so messages the network validates
+    but never delivers cannot pile up.
+    """
+
+    def __init__(
+        self, max_entries: int = VERIFIED_BROADCASTS, max_bytes: int = VERIFIED_BROADCAST_BYTES
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: collections.OrderedDict[bytes, Envelope] = collections.OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, data: bytes, env: Envelope) -> None:
+        if not isinstance(data, bytes) or len(data) > self.max_bytes:
+            return
+        old = self._entries.pop(data, None)
+        if old is not None:
+            self._bytes -= len(data)
+        self._entries[data] = env
+        self._bytes += len(data)
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            evicted, _ = self._entries.popitem(last=False)
+            self._bytes -= len(evicted)
+
+    def take(self, data: bytes) -> Envelope | None:
+        if not isinstance(data, bytes):
+            return None
+        env = self._entries.pop(data, None)
+        if env is not None:
+            self._bytes -= len(data)
+        return env
+
+
 class Dispatcher:
     """Runs the pipeline for one actor; handlers run in the nursery given to :meth:`start`."""
 
@@ -95,6 +146,8 @@ class Dispatcher:
         self.recent_drops: collections.deque[tuple[DropReason, str, str]] = collections.deque(
             maxlen=RECENT_DROPS
         )
+        #: Envelopes the gossip validator verified, waiting for :meth:`receive_broadcast`.
+        self._verified = _VerifiedBroadcasts()
 
     def start(self, nursery: trio.Nursery) -> None:
         """Begin accepting messages; handlers run in ``nursery``."""
@@ -173,41 +226,54 @@ class Dispatcher:
             if not self.limiter.allow(env):
                 self.drop(DropReason.RATE_LIMITED, env)
                 return Validation.IGNORE
+            self._verified.put(data, env)
             return Validation.ACCEPT
 
         return validate
 
     async def receive_broadcast(self, data: bytes, source: str) -> None:
         """The topic handler: a gossip message that passed :meth:`validator`."""
-        try:
-            env = Envelope.from_json(data)
-        except DMSError as exc:
-            self.drop(DropReason.MALFORMED, detail=str(exc))
-            return
+        env = self._verified.take(data)
+        verified = env is not None
+        if env is None:  # not (or no longer) cached: parse and verify again
+            try:
+                env = Envelope.from_json(data)
+            except DMSError as exc:
+                self.drop(DropReason.MALFORMED, detail=str(exc))
+                return
         if not env.is_broadcast():
             self.drop(DropReason.NOT_BROADCAST, env)
             return
         if env.from_ == self._own_handle():
             self.drop(DropReason.OWN_BROADCAST, env)
             return
-        await self.dispatch(env)
+        await self.dispatch(env, verified=verified)
 
     # -- the pipeline -------------------------------------------------------------------------
 
-    async def dispatch(self, env: Envelope) -> bool:
-        """Steps 4-8 of the pipeline for a parsed envelope; True if a handler was started."""
+    async def dispatch(self, env: Envelope, *, verified: bool = False) -> bool:
+        """Steps 4-8 of the pipeline for a parsed envelope; True if a handler was started.
+
+        ``verified`` says the signature of this very envelope object was already checked (by
+        the gossip validator): only its expiry is checked again.
+        """
         nursery = self._nursery
         if nursery is None:
             self.drop(DropReason.NOT_RUNNING, env)
             return False
-        try:
-            env.verify()
-        except EnvelopeExpired:
-            self.drop(DropReason.EXPIRED, env)
-            return False
-        except DMSError as exc:
-            self.drop(DropReason.BAD_SIGNATURE, env, str(exc))
-            return False
+        if verified:
+            if env.expired():
+                self.drop(DropReason.EXPIRED, env)
+                return False
+        else:
+            try:
+                env.verify()
+            except EnvelopeExpired:
+                self.drop(DropReason.EXPIRED, env)
+                return False
+            except DMSError as exc:
+                self.drop(DropReason.BAD_SIGNATURE, env, str(exc))
+                return False
         behavior = self.registry.get(env.behavior)
         if behavior is None:
             self.drop(DropReason.UNKNOWN_BEHAVIOR, env)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from dms.network._base import (
     DEFAULT_TIMEOUT,
-    MAX_MESSAGE_SIZE,
     InboxHandler,
     Network,
     PeerInfo,
@@ -16,10 +15,20 @@ from dms.network._base import (
     TopicValidator,
     Validation,
 )
+from dms.network._frame import (
+    FRAME_HEADER_SIZE,
+    MAX_MESSAGE_SIZE,
+    check_frame_size,
+    check_message_size,
+    decode_frame,
+    encode_frame,
+    frame_length,
+)
 from dms.network._memory import MemoryFabric, MemoryNetwork
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "FRAME_HEADER_SIZE",
     "MAX_MESSAGE_SIZE",
     "InboxHandler",
     "Libp2pNetwork",
@@ -30,6 +39,11 @@ __all__ = [
     "TopicHandler",
     "TopicValidator",
     "Validation",
+    "check_frame_size",
+    "check_message_size",
+    "decode_frame",
+    "encode_frame",
+    "frame_length",
 ]
 
 

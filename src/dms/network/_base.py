@@ -16,8 +16,9 @@ Contract, for every implementation:
 * **Pubsub** delivers ``data`` published on a topic to every *other* subscriber; each received
   message first passes the subscriber's validator (reject / ignore / accept). Delivery is best
   effort: nothing that must arrive depends on it.
-* **Size**: a direct message over :data:`MAX_MESSAGE_SIZE` is refused by the sender and by the
-  receiver.
+* **Size**: a direct message whose frame (8-byte length prefix + data) exceeds
+  :data:`~dms.network._frame.MAX_MESSAGE_SIZE` is refused by the sender and by the receiver
+  (:func:`~dms.network._frame.check_message_size`), on every back-end alike.
 * Handlers are awaited in tasks owned by the network; a handler that raises is logged and
   does not take the network down.
 """
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 else:
     from trio import TaskStatus
-
-#: Largest direct message (envelope JSON) accepted: the Go DMS's 1 MiB frame limit.
-MAX_MESSAGE_SIZE = 1 << 20
 
 #: Default deadline for one network operation (dial, stream open, read, write), in seconds.
 DEFAULT_TIMEOUT = 10.0

@@ -1,7 +1,7 @@
 """Direct messages over libp2p streams: framing, deadlines, error mapping and stream reuse.
 
 Two wire protocols carry the same 8-byte little-endian length-prefixed frames
-(:mod:`dms.actor._frame`):
+(:mod:`dms.network._frame`):
 
 * ``actor/<inbox>/messages/0.0.1`` — the Go DMS's protocol: one frame per new stream, written in
   one call (Go reads the prefix with a single ``Read``), then the sender closes its write side.
@@ -30,14 +30,14 @@ from typing import Any
 import trio
 from libp2p.custom_types import TProtocol
 
-from dms.actor._frame import (
+from dms.errors import DMSError, InvalidInput, NetworkError, NetworkTimeout
+from dms.network._frame import (
     FRAME_HEADER_SIZE,
     MAX_MESSAGE_SIZE,
-    check_frame_size,
+    check_message_size,
     encode_frame,
     frame_length,
 )
-from dms.errors import DMSError, InvalidInput, NetworkError, NetworkTimeout
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,7 @@ def go_frame(data: bytes) -> bytes:
 
 def check_go_frame(data: bytes) -> None:
     """Refuse (NetworkError) what Go's sender would refuse, without building the frame."""
-    try:
-        check_frame_size(data)
-    except InvalidInput as exc:
-        raise NetworkError(str(exc)) from None
+    check_message_size(data)
 
 
 def reuse_frame(inbox: str, data: bytes) -> bytes | None:

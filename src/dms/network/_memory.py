@@ -21,7 +21,6 @@ import trio
 from dms.errors import NetworkError, NetworkTimeout
 from dms.network._base import (
     DEFAULT_TIMEOUT,
-    MAX_MESSAGE_SIZE,
     InboxHandler,
     Network,
     PeerInfo,
@@ -29,6 +28,7 @@ from dms.network._base import (
     TopicValidator,
     Validation,
 )
+from dms.network._frame import check_message_size
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -144,10 +144,7 @@ class MemoryNetwork(Network):
             log.exception("inbox handler failed on %s", self._peer_id)
 
     async def send(self, peer_id: str, inbox: str, data: bytes, *, timeout: float) -> None:
-        if len(data) > MAX_MESSAGE_SIZE:
-            raise NetworkError(
-                f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_SIZE}-byte limit"
-            )
+        check_message_size(data)  # the same header-inclusive limit as the libp2p wire
         if peer_id != self._peer_id and not self._fabric.reachable(self._peer_id, peer_id):
             raise NetworkError(f"peer {peer_id} is not reachable")
         target = self._fabric.hosts[peer_id]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import struct
 
-from dms.errors import InvalidInput
+from dms.errors import InvalidInput, NetworkError
 
-#: Largest envelope frame the Go DMS sends or accepts (1 MiB).
+#: Largest envelope frame the Go DMS sends or accepts (1 MiB), length prefix included. Every
+#: network back-end refuses a direct message whose frame would exceed it.
 MAX_MESSAGE_SIZE = 1 << 20
 #: Size of the length prefix.
 FRAME_HEADER_SIZE = 8
@@ -28,6 +29,16 @@ def check_frame_size(envelope_json: bytes) -> None:
         raise InvalidInput(
             f"message too large: {total} bytes framed, the limit is {MAX_MESSAGE_SIZE}"
         )
+
+
+def check_message_size(data: bytes) -> None:
+    """Refuse (NetworkError) a direct message whose frame would exceed 1 MiB: what Go's sender
+    refuses. Every :class:`~dms.network.Network` back-end uses this check on send, so they all
+    accept exactly the same messages."""
+    try:
+        check_frame_size(data)
+    except InvalidInput as exc:
+        raise NetworkError(str(exc)) from None
 
 
 def encode_frame(envelope_json: bytes) -> bytes:
