@@ -161,7 +161,7 @@ def log_last(bin_dir: Path) -> str:
 
 def test_docker_argv_per_vendor() -> None:
     assert gpu_test_argv(A100) == [
-        "docker", "run", "--rm", "--gpus", "device=1",
+        "docker", "run", "--rm", "--gpus", "device=GPU-2",
         "nvidia/cuda:12.4.1-base-ubuntu22.04", "nvidia-smi",
     ]  # fmt: skip
     assert gpu_test_argv(MI210, docker="/usr/bin/docker") == [
@@ -177,6 +177,17 @@ def test_docker_argv_per_vendor() -> None:
         gpu_test_argv(GPU(9, GPUVendor.UNKNOWN))
 
 
+def test_nvidia_gpu_without_a_uuid_is_selected_by_index() -> None:
+    no_uuid = GPU(5, GPUVendor.NVIDIA, "0000:06:00.0", "Tesla T4", 16 * GIB, "")
+    assert gpu_test_argv(no_uuid)[3:5] == ["--gpus", "device=5"]
+
+
+def test_loading_the_cli_does_not_import_the_docker_sdk() -> None:
+    code = "import sys, dms.cli.main; print('docker' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_one_run_per_nvidia_gpu_and_one_per_other_vendor() -> None:
     tests = gpu_tests([T4, A100, MI210, MI100, ARC])
     assert [t.label for t in tests] == [
@@ -185,7 +196,7 @@ def test_one_run_per_nvidia_gpu_and_one_per_other_vendor() -> None:
         "AMD/ATI GPU 2, 3",
         "Intel GPU 4",
     ]
-    assert [t.argv[4] for t in tests[:2]] == ["device=0", "device=1"]
+    assert [t.argv[4] for t in tests[:2]] == ["device=GPU-1", "device=GPU-2"]
     assert tests[2].argv[-1] == "rocm-smi" and tests[3].argv[-2:] == ["xpu-smi", "discovery"]
 
 
@@ -298,3 +309,15 @@ def test_onboard_payload_asks_only_when_gpus_exist_and_nothing_was_said(
     assert _actor.onboard_payload({**base, "dest": "did:key:z6Mk..."})["GPUs"] == ""
     monkeypatch.setattr(_actor, "scan_gpus", GPUScan)
     assert _actor.onboard_payload(base)["NoGPU"] is False  # nothing to decide
+
+
+def test_onboard_payload_checks_the_values_before_asking(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_scan() -> GPUScan:
+        raise AssertionError("scanned")
+
+    monkeypatch.setattr(_actor, "scan_gpus", no_scan)
+    base = {"cpu": "1", "ram": "2", "disk": "1", "gpus": None, "no_gpu": False, "dest": None}
+    with pytest.raises(InvalidInput, match="invalid size"):
+        _actor.onboard_payload({**base, "ram": "lots"})
+    with pytest.raises(InvalidInput, match="invalid GPU 'x'"):
+        _actor.onboard_payload({**base, "gpus": "x"})

@@ -31,6 +31,7 @@ from dms.executor._docker_spec import (
     container_plan,
     effective_argv,
     gpu_host_config,
+    gpu_run_flags,
     parse_params,
     request_from_labels,
     result_from_state,
@@ -214,6 +215,22 @@ def test_the_first_gpus_vendor_decides() -> None:
     assert "device_requests" not in gpu_host_config(mixed)
     with pytest.raises(InvalidSpec, match="Unknown"):
         gpu_host_config([GPU(vendor=GPUVendor.UNKNOWN)])
+
+
+def test_gpu_run_flags_follow_the_host_config_rules() -> None:
+    indexed = [GPU(index=0, vendor=GPUVendor.NVIDIA), GPU(index=2, vendor=GPUVendor.NVIDIA)]
+    assert gpu_run_flags(indexed) == ["--gpus", '"device=0,2"']  # one CSV field
+    assert gpu_run_flags([GPU(index=3, vendor=GPUVendor.NVIDIA, uuid="GPU-9")]) == [
+        "--gpus",
+        "device=GPU-9",
+    ]
+    assert gpu_run_flags([GPU(index=1, vendor=GPUVendor.AMD)]) == [
+        "--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "video",
+    ]  # fmt: skip
+    assert gpu_run_flags([GPU(index=0, vendor=GPUVendor.INTEL)]) == ["--device", "/dev/dri"]
+    assert gpu_run_flags([]) == [] and gpu_host_config([]) == {}
+    with pytest.raises(InvalidSpec, match="Unknown"):
+        gpu_run_flags([GPU(vendor=GPUVendor.UNKNOWN)])
 
 
 def test_ports_are_exposed_and_bound() -> None:

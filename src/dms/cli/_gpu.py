@@ -49,25 +49,31 @@ class GPUTest:
     argv: list[str]
 
 
+#: The vendor's tool each test runs in the container.
+_TOOLS = {
+    GPUVendor.NVIDIA: ["nvidia-smi"],
+    GPUVendor.AMD: ["rocm-smi"],
+    GPUVendor.INTEL: ["xpu-smi", "discovery"],
+}
+
+
 def gpu_test_argv(gpu: GPU, image: str | None = None, docker: str = "docker") -> list[str]:
     """The ``docker run`` argv that runs ``gpu``'s vendor tool inside a container.
 
-    NVIDIA selects the device with ``--gpus device=<index>``: NVIDIA GPUs come first in the
-    DMS's numbering, so their DMS index is their NVML index. AMD (``/dev/kfd`` + ``/dev/dri``)
-    and Intel (``/dev/dri``) expose every device of the vendor at once.
+    The container gets the GPU exactly as the docker executor would give it to a deployment
+    (:func:`dms.executor._docker_spec.gpu_run_flags`): NVIDIA selects the device with
+    ``--gpus device=<UUID>`` (or ``<index>`` when NVML gave no UUID: NVIDIA GPUs come first in
+    the DMS's numbering, so their DMS index is their NVML index). AMD (``/dev/kfd`` +
+    ``/dev/dri``) and Intel (``/dev/dri``) expose every device of the vendor at once.
     """
     vendor = gpu.vendor
     if vendor not in DEFAULT_IMAGES:
         raise InvalidInput(f"cannot test GPU {gpu.index}: unknown vendor {vendor.value!r}")
+    # Imported here: it loads the Docker SDK, which other ``nunet`` commands should not pay for.
+    from dms.executor._docker_spec import gpu_run_flags
+
     img = image or DEFAULT_IMAGES[vendor]
-    if vendor is GPUVendor.NVIDIA:
-        return [docker, "run", "--rm", "--gpus", f"device={gpu.index}", img, "nvidia-smi"]
-    if vendor is GPUVendor.AMD:
-        return [
-            docker, "run", "--rm", "--device", "/dev/kfd", "--device", "/dev/dri",
-            "--group-add", "video", img, "rocm-smi",
-        ]  # fmt: skip
-    return [docker, "run", "--rm", "--device", "/dev/dri", img, "xpu-smi", "discovery"]
+    return [docker, "run", "--rm", *gpu_run_flags([gpu]), img, *_TOOLS[vendor]]
 
 
 def gpu_tests(

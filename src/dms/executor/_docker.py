@@ -62,7 +62,6 @@ from dms.executor._docker_engine import (
     read_logs,
 )
 from dms.executor._docker_files import (
-    execution_dir,
     remove_execution_dir,
     remove_owned_dirs,
     write_provision_scripts,
@@ -85,6 +84,7 @@ from dms.executor._errors import (
     ImageUnavailable,
     InvalidSpec,
 )
+from dms.executor._files import execution_dir
 from dms.executor._types import (
     ExecResult,
     ExecutionInfo,
@@ -118,6 +118,7 @@ class _Container:
     disk_exceeded: str = ""
     finalizing: bool = False
     made_dir: bool = False  # this start wrote the execution's files
+    paused: bool = False  # as of the last inspect that found it running (read by recover)
 
 
 class DockerExecutor(Executor):
@@ -165,6 +166,22 @@ class DockerExecutor(Executor):
         if self._engine_ is None:
             raise RuntimeError("docker executor used outside 'async with executor.open()'")
         return self._engine_
+
+    async def _list_containers(
+        self,
+        what: str = "list containers",
+        *,
+        stopped_too: bool = True,
+        size: bool = False,
+        **filters: Any,
+    ) -> list[dict[str, Any]]:
+        """This executor's containers (labelled with its ID), narrowed by extra ``filters``."""
+        engine = self._engine
+        query = {"label": f"{LABEL_EXECUTOR}={self.executor_id}", **filters}
+        rows: list[dict[str, Any]] = await engine.call(
+            what, lambda: engine.api.containers(all=stopped_too, filters=query, size=size)
+        )
+        return rows
 
     async def _setup(self) -> None:
         self._closing = False
@@ -420,20 +437,10 @@ class DockerExecutor(Executor):
 
         One list call for all containers of this executor; the event stream stays the fast path.
         """
-        engine = self._engine
         while not self._closing:
             await trio.sleep(self._sweep_interval)
             try:
-                rows = await engine.call(
-                    "list containers",
-                    lambda: engine.api.containers(
-                        all=True,
-                        filters={
-                            "label": f"{LABEL_EXECUTOR}={self.executor_id}",
-                            "status": ["exited", "dead"],
-                        },
-                    ),
-                )
+                rows = await self._list_containers(status=["exited", "dead"])
             except ExecutorError as exc:
                 log.warning("docker: sweep failed: %s", exc)
                 continue
@@ -479,6 +486,7 @@ class DockerExecutor(Executor):
                 )
                 state = attrs.get("State") or {}
                 if state.get("Running"):
+                    handle.paused = bool(state.get("Paused"))
                     return None
                 out, err = await engine.call(
                     "read logs",
@@ -514,7 +522,6 @@ class DockerExecutor(Executor):
 
     async def _watch_disk(self) -> None:
         """Kill containers whose writable layer outgrew their disk limit (no driver quota)."""
-        engine = self._engine
         while not self._closing:
             await trio.sleep(self._disk_interval)
             watched = [
@@ -525,12 +532,7 @@ class DockerExecutor(Executor):
             if not watched:
                 continue
             try:
-                rows = await engine.call(
-                    "container sizes",
-                    lambda: engine.api.containers(
-                        filters={"label": f"{LABEL_EXECUTOR}={self.executor_id}"}, size=True
-                    ),
-                )
+                rows = await self._list_containers("container sizes", stopped_too=False, size=True)
             except ExecutorError as exc:
                 log.warning("docker: disk check failed: %s", exc)
                 continue
@@ -684,12 +686,7 @@ class DockerExecutor(Executor):
                         -1, error="removed by cleanup", termination=Termination.CANCELLED
                     ),
                 )
-        rows = await engine.call(
-            "list containers",
-            lambda: engine.api.containers(
-                all=True, filters={"label": f"{LABEL_EXECUTOR}={self.executor_id}"}
-            ),
-        )
+        rows = await self._list_containers()
 
         async def remove(container_id: str) -> None:
             with contextlib.suppress(docker.errors.NotFound):
@@ -708,12 +705,7 @@ class DockerExecutor(Executor):
     async def recover(self) -> list[ExecutionInfo]:
         """Adopt the containers a previous run of this executor left (see the base class)."""
         engine = self._engine
-        rows = await engine.call(
-            "list containers",
-            lambda: engine.api.containers(
-                all=True, filters={"label": f"{LABEL_EXECUTOR}={self.executor_id}"}
-            ),
-        )
+        rows = await self._list_containers()
         adopted: list[TrackedExecution] = []
         for row in rows:
             container_id = str(row["Id"])
@@ -738,19 +730,17 @@ class DockerExecutor(Executor):
                 name=str(attrs.get("Name") or "").lstrip("/"),
                 disk_limit=request.resources.disk.size if LABEL_DISK_LIMIT in labels else 0,
                 memory_limit=request.resources.ram.size,
+                paused=bool((attrs.get("State") or {}).get("Paused")),
             )
             self._by_container[container_id] = request.execution_id
             adopted.append(entry)
         # Added to the table first, inspected again now: a container that dies from here on
-        # is finished by its event, one that died before by this check.
+        # is finished by its event, one that died before by this check (whose inspect also
+        # refreshed ``paused``).
         for entry in adopted:
             await self._finalize(entry)
             if entry.result is None:
-                attrs = await engine.call(
-                    "inspect container",
-                    functools.partial(engine.api.inspect_container, entry.handle.id),
-                )
-                paused = bool((attrs.get("State") or {}).get("Paused"))
+                paused = entry.handle.paused
                 entry.status = ExecutionStatus.PAUSED if paused else ExecutionStatus.RUNNING
         if adopted:
             log.info("docker: recovered %d execution(s)", len(adopted))

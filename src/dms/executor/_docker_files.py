@@ -2,33 +2,35 @@
 
 Go writes provision scripts to ``/tmp/nunet/init-<executionID>/``; we keep them under the
 executor's work dir so that :meth:`DockerExecutor.cleanup` finds them after a crash, and mark
-each directory with the executor that owns it (``owner``), because several executors may share
-one work dir. The ``init`` directory is 0700 (scripts may hold secrets) and is bind-mounted
-read-only at :data:`~dms.executor._docker_spec.INIT_DIR`; as in Go, an image whose ``USER`` is
-not root cannot read them.
+each directory with the executor that owns it (see :mod:`dms.executor._files`), because several
+executors may share one work dir. The ``init`` directory is 0700 (scripts may hold secrets) and
+is bind-mounted read-only at :data:`~dms.executor._docker_spec.INIT_DIR`; as in Go, an image
+whose ``USER`` is not root cannot read them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from dms.executor._docker_spec import INIT_DIR, INIT_WRAPPER, safe_name
+from dms.executor._docker_spec import INIT_DIR, INIT_WRAPPER, NAME, safe_name
+from dms.executor._files import (
+    LEGACY_OWNER_FILE,
+    execution_dir,
+    executions_root,
+    owned_dirs,
+    remove_trees,
+    write_marker,
+)
 
-OWNER_FILE = "owner"
 _SCRIPT_NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
-def executions_root(work_dir: Path) -> Path:
-    return work_dir / "executions"
-
-
-def execution_dir(work_dir: Path, execution_id: str) -> Path:
+def _legacy_execution_dir(work_dir: Path, execution_id: str) -> Path:
+    """Where the previous version put ``execution_id``'s files (differs only for unsafe IDs)."""
     return executions_root(work_dir) / safe_name(execution_id)
 
 
@@ -43,7 +45,9 @@ def write_provision_scripts(
     """
     base = execution_dir(work_dir, execution_id)
     base.mkdir(parents=True, exist_ok=True)
-    (base / OWNER_FILE).write_text(executor_id)
+    write_marker(base, NAME, executor_id, execution_id=execution_id)
+    # Also the previous version's marker, so a downgraded DMS still cleans this directory up.
+    (base / LEGACY_OWNER_FILE).write_text(executor_id)
     init = base / "init"
     init.mkdir(mode=0o700, exist_ok=True)
     os.chmod(init, 0o700)
@@ -62,15 +66,11 @@ def write_provision_scripts(
 
 
 def remove_execution_dir(work_dir: Path, execution_id: str) -> None:
-    shutil.rmtree(execution_dir(work_dir, execution_id), ignore_errors=True)
+    remove_trees(
+        {execution_dir(work_dir, execution_id), _legacy_execution_dir(work_dir, execution_id)}
+    )
 
 
 def remove_owned_dirs(work_dir: Path, executor_id: str) -> None:
-    """Delete every execution directory marked as ``executor_id``'s."""
-    root = executions_root(work_dir)
-    if not root.is_dir():
-        return
-    for child in root.iterdir():
-        with contextlib.suppress(OSError):
-            if (child / OWNER_FILE).read_text() == executor_id:
-                shutil.rmtree(child, ignore_errors=True)
+    """Delete every execution directory marked as ``executor_id``'s (docker's)."""
+    remove_trees(owned_dirs(executions_root(work_dir), NAME, executor_id))

@@ -216,6 +216,40 @@ def request_from_labels(
 # -- the container -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _GPUAccess:
+    """What a container needs to use one vendor's GPUs: the one rule table that both the
+    executor's host config (:func:`gpu_host_config`) and ``docker run`` flags
+    (:func:`gpu_run_flags`, for ``nunet gpu test``) are rendered from."""
+
+    device_request: bool = False  # NVIDIA: a device request for the chosen GPUs
+    devices: tuple[str, ...] = ()  # host device paths, mapped to the same path, ``rwm``
+    groups: tuple[str, ...] = ()  # supplementary groups
+
+
+_GPU_ACCESS = {
+    GPUVendor.NVIDIA: _GPUAccess(device_request=True),
+    GPUVendor.AMD: _GPUAccess(devices=("/dev/kfd", "/dev/dri"), groups=("video",)),
+    GPUVendor.INTEL: _GPUAccess(devices=("/dev/dri",)),
+}
+
+
+def _gpu_access(gpus: Sequence[GPU]) -> _GPUAccess:
+    vendor = gpus[0].vendor
+    access = _GPU_ACCESS.get(vendor)
+    if access is None:
+        raise InvalidSpec(f"docker execution: cannot give a container a {vendor.value!r} GPU")
+    return access
+
+
+def _nvidia_device_ids(gpus: Sequence[GPU]) -> list[str]:
+    """By UUID when detection gave NVML's ``GPU-...`` UUIDs (they survive renumbering), else by
+    index, as Go does."""
+    if all(g.uuid.startswith("GPU-") for g in gpus):
+        return [g.uuid for g in gpus]
+    return [str(g.index) for g in gpus]
+
+
 def gpu_host_config(gpus: Sequence[GPU]) -> dict[str, Any]:
     """Host-config entries giving the container ``gpus`` (spec §10: the first GPU's vendor decides).
 
@@ -225,21 +259,35 @@ def gpu_host_config(gpus: Sequence[GPU]) -> dict[str, Any]:
     """
     if not gpus:
         return {}
-    vendor = gpus[0].vendor
-    if vendor is GPUVendor.NVIDIA:
-        if all(g.uuid.startswith("GPU-") for g in gpus):
-            ids = [g.uuid for g in gpus]
-        else:
-            ids = [str(g.index) for g in gpus]
-        return {"device_requests": [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]}
-    if vendor is GPUVendor.AMD:
-        return {
-            "devices": ["/dev/kfd:/dev/kfd:rwm", "/dev/dri:/dev/dri:rwm"],
-            "group_add": ["video"],
-        }
-    if vendor is GPUVendor.INTEL:
-        return {"devices": ["/dev/dri:/dev/dri:rwm"]}
-    raise InvalidSpec(f"docker execution: cannot give a container a {vendor.value!r} GPU")
+    access = _gpu_access(gpus)
+    config: dict[str, Any] = {}
+    if access.device_request:
+        ids = _nvidia_device_ids(gpus)
+        config["device_requests"] = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+    if access.devices:
+        config["devices"] = [f"{path}:{path}:rwm" for path in access.devices]
+    if access.groups:
+        config["group_add"] = list(access.groups)
+    return config
+
+
+def gpu_run_flags(gpus: Sequence[GPU]) -> list[str]:
+    """The ``docker run`` flags equivalent to :func:`gpu_host_config` (same rules), e.g.
+    ``["--gpus", "device=GPU-..."]`` or ``["--device", "/dev/dri"]``."""
+    if not gpus:
+        return []
+    access = _gpu_access(gpus)
+    flags: list[str] = []
+    if access.device_request:
+        ids = _nvidia_device_ids(gpus)
+        # --gpus is parsed as CSV: several IDs must be quoted to stay one field.
+        value = f"device={','.join(ids)}"
+        flags += ["--gpus", value if len(ids) == 1 else f'"{value}"']
+    for path in access.devices:
+        flags += ["--device", path]
+    for group in access.groups:
+        flags += ["--group-add", group]
+    return flags
 
 
 def port_config(ports: Sequence[PortBinding]) -> tuple[list[Any], dict[str, Any]]:

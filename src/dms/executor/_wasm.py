@@ -46,15 +46,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import platform
-import re
 import shutil
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,6 +64,13 @@ from dms.executor._errors import (
     ExecutorError,
     ExecutorUnavailable,
     InvalidSpec,
+)
+from dms.executor._files import (
+    execution_dir,
+    executions_root,
+    owned_dirs,
+    remove_trees,
+    write_marker,
 )
 from dms.executor._types import (
     ExecutionInfo,
@@ -85,17 +89,6 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 OUTPUT_LIMIT = MiB  # bytes of each stream returned in an ExecutionResult
-MARKER = ".nunet-executor"
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-def _directory_name(execution_id: str) -> str:
-    """``execution_id`` when it is a safe file name, else a sanitized name plus a hash (an ID
-    must never walk out of the executions directory)."""
-    if _SAFE_ID.fullmatch(execution_id):
-        return execution_id
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", execution_id)[:64].lstrip(".")
-    return f"{safe}-{sha256(execution_id.encode()).hexdigest()[:12]}"
 
 
 @dataclass(eq=False)
@@ -149,36 +142,9 @@ def _prepare_directory(directory: Path, marker: dict[str, str]) -> None:
         directory.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(directory, 0o700)
     os.mkdir(directory / "sandbox")
-    for name, content in (
-        (MARKER, json.dumps(marker).encode()),
-        ("stdout.log", b""),
-        ("stderr.log", b""),
-    ):
-        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, content)
-        finally:
-            os.close(fd)
-
-
-def _owned_directories(root: Path, marker: dict[str, str]) -> list[Path]:
-    """Execution directories under ``root`` whose marker names this executor."""
-    found = []
-    with contextlib.suppress(FileNotFoundError):
-        for child in root.iterdir():
-            try:
-                data = json.loads((child / MARKER).read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(data, dict) and all(data.get(k) == v for k, v in marker.items()):
-                found.append(child)
-    return found
-
-
-def _remove_trees(paths: list[Path]) -> None:
-    # rmtree never follows symlinks, so links a module made in its sandbox are harmless here.
-    for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
+    write_marker(directory, **marker)
+    for name in ("stdout.log", "stderr.log"):
+        os.close(os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
 
 
 _ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -208,7 +174,7 @@ class WasmExecutor(Executor):
 
     @property
     def executions_dir(self) -> Path:
-        return self.settings.work_dir / "executions"
+        return executions_root(self.settings.work_dir)
 
     @property
     def module_cache_dir(self) -> Path:
@@ -286,7 +252,7 @@ class WasmExecutor(Executor):
                     limiter=self._io_limiter,
                     private_ok=self.fetch_private,
                 )
-            directory = self.executions_dir / _directory_name(execution_id)
+            directory = execution_dir(self.settings.work_dir, execution_id)
             marker = {**self._marker(), "execution_id": execution_id, "job_id": request.job_id}
             compiled = self.compiled
             artifact = await trio.to_thread.run_sync(
@@ -435,7 +401,7 @@ class WasmExecutor(Executor):
         await self.cancel(execution_id)
         entry = self.executions.remove(execution_id)
         run: _Run = entry.handle
-        await trio.to_thread.run_sync(_remove_trees, [run.directory], limiter=self._io_limiter)
+        await trio.to_thread.run_sync(remove_trees, [run.directory], limiter=self._io_limiter)
 
     async def cleanup(self) -> None:
         """Stop every execution, then delete every directory this executor ever made here
@@ -446,8 +412,8 @@ class WasmExecutor(Executor):
             self._compiled.clear()
 
         def remove_all() -> None:
-            _remove_trees([*_owned_directories(self.executions_dir, self._marker())])
-            _remove_trees([self.module_cache_dir])
+            remove_trees(owned_dirs(self.executions_dir, self.name, self.executor_id))
+            remove_trees([self.module_cache_dir])
 
         await trio.to_thread.run_sync(remove_all, limiter=self._io_limiter)
 
