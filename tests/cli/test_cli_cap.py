@@ -342,3 +342,19 @@ def test_ledger_context_signs_tokens_with_an_eth_key(nunet: Nunet, tmp_path: Pat
     other = did_from_public_key(Ed25519PrivateKey.generate().public_key).uri
     chained = nunet.out("cap", "delegate", "-c", "dms", "--cap", "/public", other)
     verify_token(parse_token_list(chained.encode()).tokens[0], now_ns=time.time_ns())
+
+
+def test_token_arguments_bad_json_or_unreadable_file_are_invalid_input(nunet: Nunet) -> None:
+    nunet.run("cap", "new", "dms")
+    before = nunet.cap_dir_snapshot()
+    bad = nunet.run("cap", "anchor", "-c", "dms", "--provide", "{not json", ok=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "error: tokens must be JSON: Expecting property name enclosed in double quotes:"
+        " line 1 column 2 (char 1)"
+    )
+    missing = nunet.run("cap", "anchor", "-c", "dms", "--provide", "@nope.json", ok=False)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "error: cannot read nope.json: No such file or directory"
+    nunet.fails("cap", "anchor", "-c", "dms", "--provide", "{}", match="the token list is empty")
+    assert nunet.cap_dir_snapshot() == before

@@ -9,7 +9,15 @@ import pytest
 import dms.ucan
 from dms.did import DID
 from dms.errors import CapabilityError, TokenError
-from dms.ucan import DMSToken, Token, TokenList, parse_token, parse_token_list
+from dms.ucan import (
+    DMSToken,
+    Token,
+    TokenJSONError,
+    TokenList,
+    parse_token,
+    parse_token_list,
+    parse_tokens,
+)
 from tests.ucan.helpers import NOW, key
 
 A, B = key("a"), key("b")
@@ -156,6 +164,7 @@ def test_public_api_is_curated() -> None:
             "RevocationSet",
             "SelfSign",
             "Token",
+            "TokenJSONError",
             "TokenList",
             "allow_action",
             "allow_broadcast",
@@ -170,6 +179,7 @@ def test_public_api_is_curated() -> None:
             "new_token",
             "parse_token",
             "parse_token_list",
+            "parse_tokens",
             "reload_context",
             "save_context",
             "subsumes",
@@ -179,3 +189,30 @@ def test_public_api_is_curated() -> None:
     )
     for name in dms.ucan.__all__:
         assert hasattr(dms.ucan, name)
+
+
+def test_parse_tokens_reads_a_list_or_a_single_token() -> None:
+    one = Token(unsigned(issuer=A.did, subject=B.did, expire=NOW).sign(A))
+    two = Token(unsigned(issuer=B.did, subject=A.did, expire=NOW).sign(B))
+    listed = TokenList((one, two))
+    assert parse_tokens(listed.to_json()) == listed
+    assert parse_tokens(one.to_json()) == TokenList((one,))
+    assert parse_tokens(one.to_json().replace(b'"dms"', b'"DMS"')) == TokenList((one,))
+    assert parse_tokens(b"{}") == TokenList()
+    assert parse_tokens(b"null") == TokenList()
+    with pytest.raises(TokenError, match="invalid token list: expected a JSON object"):
+        parse_tokens(b"[]")
+    with pytest.raises(TokenError, match="duplicate key"):
+        parse_tokens(b'{"dms":{},"Dms":{}}')
+
+
+def test_parse_tokens_tells_undecodable_json_apart() -> None:
+    with pytest.raises(TokenJSONError) as info:
+        parse_tokens(b"{not json")
+    assert info.value.reason.startswith("Expecting property name")
+    assert str(info.value) == f"invalid token JSON: {info.value.reason}"
+    # NaN decodes (so it is not a JSON-syntax error) but is still refused as a token
+    with pytest.raises(TokenError) as nan:
+        parse_tokens(b'{"tok":[{"dms":{"exp":NaN}}]}')
+    assert not isinstance(nan.value, TokenJSONError)
+    assert str(nan.value) == "invalid token JSON: invalid JSON value NaN"

@@ -8,10 +8,8 @@ from a file and ``-`` from standard input, since real token chains are long.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,6 +19,7 @@ from dms.cli._common import (
     info,
     passphrase_reader,
     print_json,
+    read_json_arg,
     user_dir,
 )
 from dms.cli._timeparse import expiry_from_flags
@@ -30,10 +29,10 @@ from dms.errors import InvalidInput
 from dms.ucan import (
     CapabilityContext,
     Token,
+    TokenJSONError,
     TokenList,
     capabilities,
-    parse_token,
-    parse_token_list,
+    parse_tokens,
     save_context,
 )
 
@@ -76,27 +75,13 @@ def _save(ctx: CapabilityContext) -> None:
     info(f"saved {path}")
 
 
-def _read_json_arg(text: str) -> str:
-    if text == "-":
-        return sys.stdin.read()
-    if text.startswith("@"):
-        try:
-            return Path(text[1:]).read_text()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {text[1:]}: {exc.strerror}") from None
-    return text
-
-
 def _tokens_arg(text: str) -> list[Token]:
     """Tokens from a TokenList or a single Token, as either Go command prints them."""
-    data = _read_json_arg(text).strip().encode()
+    data = read_json_arg(text).strip().encode()
     try:
-        top = json.loads(data)
-    except ValueError as exc:
-        raise InvalidInput(f"tokens must be JSON: {exc}") from None
-    if isinstance(top, dict) and any(key.lower() == "dms" for key in top):
-        return [parse_token(data)]
-    tokens = list(parse_token_list(data).tokens)
+        tokens = list(parse_tokens(data).tokens)
+    except TokenJSONError as exc:
+        raise InvalidInput(f"tokens must be JSON: {exc.reason}") from None
     if not tokens:
         raise InvalidInput("the token list is empty")
     return tokens

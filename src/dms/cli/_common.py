@@ -63,3 +63,15 @@ def confirm_overwrite(what: str, force: bool) -> None:
         raise InvalidInput(f"{what} already exists; pass --force to overwrite it")
     if not typer.confirm(f"{what} already exists. Overwrite it?", default=False, err=True):
         raise InvalidInput("operation cancelled by user")
+
+
+def read_json_arg(text: str) -> str:
+    """A JSON argument as text: ``-`` reads standard input, ``@FILE`` a file, else as is."""
+    if text == "-":
+        return sys.stdin.read()
+    if text.startswith("@"):
+        try:
+            return Path(text[1:]).read_text()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {text[1:]}: {exc.strerror}") from None
+    return text

@@ -5,24 +5,14 @@ Token expiries are Unix nanoseconds, so both parsers return integers in nanoseco
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import UTC, datetime
 
+from dms.config._duration import GO_DURATION_UNITS_NS, split_go_duration
 from dms.errors import InvalidInput
 
-_UNIT_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60 * 1_000_000_000,
-    "h": 3600 * 1_000_000_000,
-    "d": 86400 * 1_000_000_000,  # not Go's, but what users type for token lifetimes
-}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
+# Go's units plus "d": not Go's, but what users type for token lifetimes.
+_UNIT_NS = {**GO_DURATION_UNITS_NS, "d": 86400 * 1_000_000_000}
 
 
 def parse_duration_ns(text: str) -> int:
@@ -33,16 +23,14 @@ def parse_duration_ns(text: str) -> int:
     spec = text.strip()
     if not spec:
         raise InvalidInput("empty duration")
-    pos = 0
+    parts = split_go_duration(spec, _UNIT_NS)
+    if parts is None:
+        raise InvalidInput(
+            f"invalid duration {text!r}: expected a number and unit like 30m, 24h, 7d"
+        )
     total = 0.0
-    while pos < len(spec):
-        match = _PART.match(spec, pos)
-        if match is None:
-            raise InvalidInput(
-                f"invalid duration {text!r}: expected a number and unit like 30m, 24h, 7d"
-            )
-        total += float(match.group(1)) * _UNIT_NS[match.group(2)]
-        pos = match.end()
+    for number, unit in parts:
+        total += float(number) * _UNIT_NS[unit]
     if total <= 0:
         raise InvalidInput(f"invalid duration {text!r}: must be positive")
     return int(total)

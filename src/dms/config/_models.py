@@ -41,6 +41,8 @@ from pydantic import (
     model_validator,
 )
 
+from dms.config._duration import split_go_duration
+
 __all__ = [
     "APMConfig",
     "CoinMarketCapConfig",
@@ -98,7 +100,6 @@ def _expand_path_value(value: Any, info: ValidationInfo) -> Any:
 
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
 
 def _parse_seconds(value: Any) -> Any:
@@ -111,9 +112,10 @@ def _parse_seconds(value: Any) -> Any:
         return float(text)
     except ValueError:
         pass
-    if not text or _DURATION_PART.sub("", text) != "":
+    parts = split_go_duration(text, _DURATION_UNITS)
+    if parts is None:
         raise ValueError(f"not a number of seconds or a Go duration: {value!r}")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
 Seconds = Annotated[float, BeforeValidator(_parse_seconds), Field(ge=0)]

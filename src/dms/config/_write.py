@@ -9,15 +9,14 @@ Go DMS versions whose key sets differ from ours.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shlex
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dms._files import atomic_write
 from dms.config._load import (
     CONFIG_FILE_NAME,
     _environ,
@@ -56,31 +55,10 @@ def atomic_write_bytes(path: Path, content: bytes) -> None:
 
     A new file is created ``0600`` (it may hold API keys); an existing file keeps its mode.
     """
-    directory = path.parent
-    tmp = directory / TEMP_FILE_NAME
     try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o600
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            os.write(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        with contextlib.suppress(OSError):  # not every platform can fsync a directory
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, content, tmp_name=TEMP_FILE_NAME, keep_mode=True)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise ConfigError(f"cannot write config file {path}: {exc.strerror or exc}") from None
 
 

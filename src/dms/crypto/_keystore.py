@@ -8,19 +8,17 @@ DMS and this one can share a user directory.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from dms._files import atomic_write
 from dms.crypto._keys import PrivateKey
 from dms.crypto._protobuf import marshal_private_key, unmarshal_private_key
 from dms.errors import CryptoError, InvalidInput, KeystoreError, NotFound
@@ -160,7 +158,7 @@ class Keystore:
         blob = encrypt_key(name, key, passphrase, self.scrypt_n)
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _atomic_write(path, blob)
+            atomic_write(path, blob)
         except OSError as exc:
             raise KeystoreError(f"cannot write key file {path}: {exc.strerror}") from None
         return path
@@ -177,24 +175,3 @@ class Keystore:
         except OSError as exc:
             raise KeystoreError(f"cannot read key file {path}: {exc.strerror}") from None
         return decrypt_key(blob, passphrase, name, path)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

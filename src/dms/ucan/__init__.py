@@ -1,9 +1,9 @@
 """Capability tokens (UCAN-like, as the Go DMS uses them), chain verification, capability contexts.
 
 The public surface: token models and their exact Go JSON (:class:`DMSToken`, :class:`Token`,
-:class:`TokenList`, :func:`parse_token_list`), chain verification and predicates
-(:func:`verify_token` and the ``allow_*`` functions), :class:`CapabilityContext` with its trust
-anchors, and ``.cap`` file persistence (:func:`new_context`, :func:`load_context`,
+:class:`TokenList`, :func:`parse_token_list`, :func:`parse_tokens`), chain verification and
+predicates (:func:`verify_token` and the ``allow_*`` functions), :class:`CapabilityContext` with
+its trust anchors, and ``.cap`` file persistence (:func:`new_context`, :func:`load_context`,
 :func:`save_context`).
 """
 
@@ -19,7 +19,7 @@ from dms.ucan._chain import (
     verify_token,
 )
 from dms.ucan._context import CapabilityContext, ContextView, SelfSign
-from dms.ucan._parse import parse_token, parse_token_list
+from dms.ucan._parse import TokenJSONError, parse_token, parse_token_list, parse_tokens
 from dms.ucan._store import cap_path, load_context, new_context, reload_context, save_context
 from dms.ucan._token import (
     MAX_CAPABILITY_SIZE,
@@ -43,6 +43,7 @@ __all__ = [
     "RevocationSet",
     "SelfSign",
     "Token",
+    "TokenJSONError",
     "TokenList",
     "allow_action",
     "allow_broadcast",
@@ -57,6 +58,7 @@ __all__ = [
     "new_token",
     "parse_token",
     "parse_token_list",
+    "parse_tokens",
     "reload_context",
     "save_context",
     "subsumes",

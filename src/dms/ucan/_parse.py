@@ -26,16 +26,31 @@ _MAX_NESTING = 64
 
 def parse_token_list(data: bytes | str) -> TokenList:
     """Parse a Go ``TokenList`` (``{"tok":[...]}``; ``{}`` or ``null`` is the empty list)."""
-    value = _loads(data)
+    return token_list_from_value(_loads(data), "token list")
+
+
+def token_list_from_value(value: Any, what: str) -> TokenList:
+    """Build a :class:`TokenList` from already-decoded JSON; ``what`` names it in errors."""
     if value is None:
         return TokenList()
-    fields = _fields(value, ("tok",), "token list")
-    raw = fields.get("tok")
+    raw = _fields(value, ("tok",), what).get("tok")
     if raw is None:
         return TokenList()
     if type(raw) is not list:  # a decoded object is a list subclass (_Pairs)
-        raise TokenError("invalid token list: 'tok' must be an array")
+        raise TokenError(f"invalid {what}: 'tok' must be an array")
     return TokenList(tuple(token_from_value(item) for item in raw))
+
+
+def parse_tokens(data: bytes | str) -> TokenList:
+    """Parse either a Go ``TokenList`` (``{"tok":[...]}``) or one ``Token`` (``{"dms":...}``).
+
+    An object with a ``dms`` key (matched as Go matches keys) is a single token, anything else
+    must be a token list. The JSON is decoded once; undecodable input is :class:`TokenJSONError`.
+    """
+    value = _loads(data)
+    if isinstance(value, _Pairs) and any(_fold(key) == "dms" for key, _ in value):
+        return TokenList((token_from_value(value),))
+    return token_list_from_value(value, "token list")
 
 
 def parse_token(data: bytes | str) -> Token:
@@ -103,16 +118,30 @@ def _dms_token(value: Any, level: int) -> DMSToken:
     )
 
 
+class TokenJSONError(TokenError):
+    """Token input that is not JSON at all; ``reason`` is the decoder's own message."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid token JSON: {reason}")
+        self.reason = reason
+
+
+class _ConstantError(ValueError):
+    """``NaN``/``Infinity``: valid for Python's decoder, not JSON, and never in a token."""
+
+
 def _loads(data: bytes | str) -> Any:
     def reject_constant(name: str) -> Any:
-        raise ValueError(f"invalid JSON value {name}")
+        raise _ConstantError(f"invalid JSON value {name}")
 
     try:
         return json.loads(data, object_pairs_hook=_Pairs, parse_constant=reject_constant)
     except RecursionError:
-        raise TokenError("invalid token JSON: nested too deeply") from None
-    except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
+        raise TokenJSONError("nested too deeply") from None
+    except _ConstantError as exc:
         raise TokenError(f"invalid token JSON: {exc}") from None
+    except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
+        raise TokenJSONError(str(exc)) from None
 
 
 class _Pairs(list[tuple[str, Any]]):

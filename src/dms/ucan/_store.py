@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from dms import gojson
+from dms._files import atomic_write
 from dms.did import Provider
 from dms.errors import CapabilityError, DMSError, NotFound, TokenError
 from dms.ucan._chain import verify_token
 from dms.ucan._context import CapabilityContext, Clock, ContextView
-from dms.ucan._parse import did_from_value, fields, loads, token_from_value
-from dms.ucan._token import Token, TokenList
+from dms.ucan._parse import did_from_value, fields, loads, token_list_from_value
+from dms.ucan._token import TokenList
 
 CAP_DIR = "cap"
 CAP_SUFFIX = ".cap"
@@ -55,16 +56,7 @@ def load_context(
 ) -> CapabilityContext:
     """Load context ``name``; ``provider`` must sign as the DID the file was made for."""
     path = cap_path(user_dir, name)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"capability context {name!r} not found: {path}") from None
-    except OSError as exc:
-        raise CapabilityError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        view = decode_context(data, clock())
-    except DMSError as exc:
-        raise TokenError(f"{path}: {exc}") from None
+    view = _read_view(path, clock, name=name)
     if view.did != provider.did:
         raise CapabilityError(
             f"{path} belongs to {view.did.uri or '<no DID>'}, not to {provider.did.uri}"
@@ -85,16 +77,25 @@ def reload_context(user_dir: str | os.PathLike[str], ctx: CapabilityContext) -> 
 
     The file is verified exactly as on load; on any error the context keeps its anchors.
     """
-    path = cap_path(user_dir, ctx.name)
+    ctx.replace_anchors(_read_view(cap_path(user_dir, ctx.name), ctx.clock))
+
+
+def _read_view(path: Path, clock: Clock, *, name: str | None = None) -> ContextView:
+    """Read and decode (verify) the ``.cap`` file at ``path``, as of ``clock()`` after reading.
+
+    With ``name`` (a load), a missing file is :class:`NotFound`; any other read error is a
+    :class:`CapabilityError` and a bad file a :class:`TokenError` naming ``path``.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
+        if name is not None and isinstance(exc, FileNotFoundError):
+            raise NotFound(f"capability context {name!r} not found: {path}") from None
         raise CapabilityError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        view = decode_context(data, ctx.clock())
+        return decode_context(data, clock())
     except DMSError as exc:
         raise TokenError(f"{path}: {exc}") from None
-    ctx.replace_anchors(view)
 
 
 def save_context(user_dir: str | os.PathLike[str], ctx: CapabilityContext) -> Path:
@@ -110,7 +111,7 @@ def save_context(user_dir: str | os.PathLike[str], ctx: CapabilityContext) -> Pa
             backup = path.with_name(f"{path.name}.{int(time.time())}")
             backup.unlink(missing_ok=True)
             os.link(path, backup)
-        _write_atomic(path, data)
+        atomic_write(path, data, tmp_name=f".{path.name}.tmp-{os.getpid()}")
     except OSError as exc:
         raise CapabilityError(f"cannot save {path}: {exc.strerror or exc}") from None
     return path
@@ -152,34 +153,7 @@ def decode_context(data: bytes, now_ns: int) -> ContextView:
 
 
 def _token_list(value: Any, key: str, now_ns: int) -> TokenList:
-    if value is None:
-        return TokenList()
-    raw = fields(value, ("tok",), f"{key} list").get("tok")
-    if raw is None:
-        return TokenList()
-    if type(raw) is not list:
-        raise TokenError(f"invalid {key} list: 'tok' must be an array")
-    tokens: list[Token] = [token_from_value(item) for item in raw]
+    tokens = token_list_from_value(value, f"{key} list").tokens
     return TokenList(
         tuple(t for t in tokens if not any(link.expired(now_ns) for link in t.dms.links()))
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
