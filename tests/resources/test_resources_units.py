@@ -7,7 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dms.errors import InvalidInput
-from dms.resources import format_clock, format_size, parse_clock, parse_size
+from dms.resources import (
+    GPU,
+    format_clock,
+    format_size,
+    parse_clock,
+    parse_gpu_list,
+    parse_size,
+    split_gpu_list,
+)
 
 GIB = 1024**3
 
@@ -88,3 +96,27 @@ def test_any_size_round_trips_within_half_a_percent(size: int) -> None:
 def test_clock_round_trips_at_mhz_precision(mhz: int) -> None:
     hz = mhz * 1e6
     assert parse_clock(format_clock(hz)) == pytest.approx(hz, rel=0.005)
+
+
+def test_gpu_list_keeps_the_vram_as_typed_and_parses_it_in_gib() -> None:
+    assert list(split_gpu_list(" 0:4, 1 : 512MiB ,,")) == [(0, "4"), (1, "512MiB")]
+    assert parse_gpu_list("0:4,1:512MiB") == (
+        GPU(index=0, vram=4 * GIB),
+        GPU(index=1, vram=512 * 1024**2),
+    )
+    assert parse_gpu_list("") == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("0", "invalid GPU '0': expected index:vram, e.g. 0:4"),
+        ("x:4", "invalid GPU 'x:4': expected index:vram"),
+        ("-1:4", "invalid GPU '-1:4'"),
+        ("0:lots", "invalid size"),
+        ("0:lots,x", "invalid size"),  # the first bad part is the one reported
+    ],
+)
+def test_bad_gpu_lists_raise(text: str, error: str) -> None:
+    with pytest.raises(InvalidInput, match=error):
+        parse_gpu_list(text)

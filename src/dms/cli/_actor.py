@@ -13,7 +13,6 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -23,11 +22,16 @@ from dms.cli._common import config_path, info, passphrase_reader, user_dir
 from dms.cli._gpu_prompt import choose_gpus
 from dms.cli._render import render
 from dms.cli._timeparse import parse_duration_ns, parse_expiry_ns
-from dms.client import RestClient, UserMessage, build_message, payload_from_text
+from dms.client import (
+    RestClient,
+    UserMessage,
+    build_message,
+    payload_from_text,
+    read_at_file,
+)
 from dms.config import load_config
 from dms.contexts import open_context
-from dms.errors import InvalidInput
-from dms.resources import parse_size, scan_gpus
+from dms.resources import scan_gpus
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -89,12 +93,7 @@ def _build(
 
 
 def _read_envelope(text: str) -> Envelope:
-    data = sys.stdin.read() if text == "-" else text
-    if text.startswith("@"):
-        try:
-            data = Path(text[1:]).read_text()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {text[1:]}: {exc.strerror}") from None
+    data = sys.stdin.read() if text == "-" else read_at_file(text)
     return Envelope.from_json(data.strip())
 
 
@@ -211,31 +210,22 @@ def _ask(question: str) -> str:
 def onboard_payload(values: dict[str, Any]) -> Any:
     """Go's ``OnboardRequest`` from ``--cpu``, ``--ram``, ``--disk``, ``--gpus``, ``--no-gpu``.
 
-    RAM and disk are GiB unless a unit is given (``512MiB``, ``2GB``); sizes are checked here
-    so a typo fails before anything is sent. With neither ``--gpus`` nor ``--no-gpu`` for the
-    local DMS (no ``--dest``), the GPUs detected here are listed and the user is asked which
-    to offer (see :mod:`dms.cli._gpu_prompt`; no prompt, and no GPU, without a terminal).
+    Built and checked by :func:`dms.node.onboard_payload`, so a typo fails before anything is
+    sent (or anyone is asked). With neither ``--gpus`` nor ``--no-gpu`` for the local DMS (no
+    ``--dest``), the GPUs detected here are listed and the user is asked which to offer (see
+    :mod:`dms.cli._gpu_prompt`; no prompt, and no GPU, without a terminal).
     """
-    try:
-        cores = float(values["cpu"])
-    except ValueError:
-        raise InvalidInput(f"--cpu must be a number of cores, not {values['cpu']!r}") from None
-    resources = {
-        "cpu": {"cores": cores},
-        "ram": {"size": parse_size(values["ram"])},
-        "disk": {"size": parse_size(values["disk"])},
-    }
+    from dms.node import onboard_payload as node_onboard_payload  # the node is heavy to load
+
+    cpu, ram, disk = values["cpu"], values["ram"], values["disk"]
     gpus: str = values.get("gpus") or ""
     no_gpu = bool(values.get("no_gpu"))
+    payload = node_onboard_payload(cpu, ram, disk, gpus, no_gpu)
     if not gpus and not no_gpu and values.get("dest") is None:
         chosen = choose_gpus(scan_gpus().gpus, interactive=sys.stdin.isatty(), ask=_ask, tell=info)
         if chosen is not None:
-            gpus, no_gpu = chosen, chosen == ""
-    return {
-        "NoGPU": no_gpu,
-        "GPUs": gpus,
-        "Config": {"is_onboarded": True, "onboarded_resources": resources},
-    }
+            payload = node_onboard_payload(cpu, ram, disk, chosen, chosen == "")
+    return payload
 
 
 CATALOG: tuple[BehaviorCommand, ...] = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from dms.errors import InvalidInput
-from dms.resources import GPU, format_size, parse_size
+from dms.resources import GPU, format_size, parse_size, split_gpu_list
 
 ATTEMPTS = 3
 QUESTION = (
@@ -30,18 +30,14 @@ def parse_gpu_answer(gpus: Sequence[GPU], answer: str) -> str:
     """Check an ``index:vram,...`` answer against ``gpus``; returns it as the ``GPUs`` field.
 
     The parts are kept as typed (``0:4`` stays ``0:4``, GiB), which is also what a Go DMS
-    parses. Raises :class:`InvalidInput` naming the first bad part.
+    parses. Raises :class:`InvalidInput` naming the first bad part. The syntax is
+    :func:`dms.resources.split_gpu_list`'s; checked here, for the prompt, is that each GPU was
+    detected, is given once and gets more than 0 and at most its VRAM.
     """
     by_index = {g.index: g for g in gpus}
     parts: list[str] = []
     seen: set[int] = set()
-    for part in (p.strip() for p in answer.split(",")):
-        if not part:
-            continue
-        index_text, sep, vram_text = part.partition(":")
-        if not sep or not index_text.strip().isdigit():
-            raise InvalidInput(f"invalid GPU {part!r}: expected index:vram, e.g. 0:4")
-        index = int(index_text)
+    for index, vram_text in split_gpu_list(answer):
         gpu = by_index.get(index)
         if gpu is None:
             known = ", ".join(str(i) for i in by_index)
@@ -49,14 +45,14 @@ def parse_gpu_answer(gpus: Sequence[GPU], answer: str) -> str:
         if index in seen:
             raise InvalidInput(f"GPU {index} is given twice")
         seen.add(index)
-        vram = parse_size(vram_text.strip())
+        vram = parse_size(vram_text)
         if vram <= 0:
             raise InvalidInput(f"GPU {index}: VRAM must be more than 0")
         if vram > gpu.vram:
             raise InvalidInput(
                 f"GPU {index}: {format_size(vram)} is more than its {format_size(gpu.vram)} VRAM"
             )
-        parts.append(f"{index}:{vram_text.strip()}")
+        parts.append(f"{index}:{vram_text}")
     return ",".join(parts)
 
 

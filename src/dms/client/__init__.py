@@ -6,6 +6,7 @@ from dms.client._message import (
     build_message,
     parse_destination,
     payload_from_text,
+    read_at_file,
 )
 from dms.client._rest import DMSUnreachable, RestClient
 
@@ -17,4 +18,5 @@ __all__ = [
     "build_message",
     "parse_destination",
     "payload_from_text",
+    "read_at_file",
 ]

@@ -110,6 +110,22 @@ def build_message(
     return UserMessage(envelope, invocation=bool(reply_to) and not topic, broadcast=bool(topic))
 
 
+def read_at_file(text: str, what: str = "") -> str:
+    """``text`` itself, or the contents of ``FILE`` when ``text`` is ``@FILE``.
+
+    An unreadable file raises :class:`InvalidInput` (``cannot read <what> file FILE: ...``, or
+    ``cannot read FILE: ...`` without ``what``).
+    """
+    if not text.startswith("@"):
+        return text
+    name = text[1:]
+    try:
+        return Path(name).read_text()
+    except OSError as exc:
+        subject = f"{what} file {name}" if what else name
+        raise InvalidInput(f"cannot read {subject}: {exc.strerror}") from None
+
+
 def payload_from_text(text: str | None) -> Any:
     """The ``<payload>`` argument: JSON when it parses as JSON, else the plain string (as Go).
 
@@ -117,11 +133,7 @@ def payload_from_text(text: str | None) -> Any:
     """
     if text is None or text == "":
         return None
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read payload file {text[1:]}: {exc.strerror}") from None
+    text = read_at_file(text, "payload")
     try:
         return json.loads(text)
     except ValueError:

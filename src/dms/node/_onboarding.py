@@ -33,12 +33,12 @@ from dms.node._payloads import ERR_UNMARSHAL, RequestError, request_object
 from dms.node._reply import send_reply
 from dms.resources import (
     CPU,
-    GPU,
     RAM,
     Disk,
     ResourceManager,
     Resources,
     machine_usage,
+    parse_gpu_list,
     parse_size,
 )
 
@@ -59,19 +59,6 @@ HARDWARE_USAGE = "/dms/node/hardware/usage"
 NO_MANAGER = "resource manager is not available on this node"
 
 
-def parse_gpus(text: str) -> tuple[GPU, ...]:
-    """``"0:4,1:8"`` → GPUs 0 and 1 with 4 and 8 GiB of VRAM (units like ``512MiB`` allowed)."""
-    gpus: list[GPU] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        index, sep, vram = part.partition(":")
-        if not sep or not index.strip().isdigit():
-            raise InvalidInput(f"invalid GPU {part!r}: expected index:vram, e.g. 0:4")
-        gpus.append(GPU(index=int(index), vram=parse_size(vram.strip())))
-    return tuple(gpus)
-
-
 def _size(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidInput(f"{what} must be a size such as 4 or 4GiB")
@@ -87,6 +74,29 @@ def _cores(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput("cpu must be a number of cores")
     return float(value)
+
+
+def onboard_payload(
+    cpu: Any, ram: Any, disk: Any, gpus: str = "", no_gpu: bool = False
+) -> dict[str, Any]:
+    """Go's ``OnboardRequest`` for ``cpu`` cores, ``ram`` and ``disk`` (GiB unless a unit is
+    given) and ``gpus`` (``index:vram,...``) unless ``no_gpu``.
+
+    Everything is checked as :func:`onboard_request` checks it, with its messages, so a typo
+    fails before anything is sent; ``gpus`` is kept as typed (a Go DMS parses it the same way).
+    """
+    resources = {
+        "cpu": {"cores": _cores(cpu)},
+        "ram": {"size": _size(ram, "ram")},
+        "disk": {"size": _size(disk, "disk")},
+    }
+    if gpus and not no_gpu:  # NoGPU wins, so its GPUs are never parsed
+        parse_gpu_list(gpus)
+    return {
+        "NoGPU": no_gpu,
+        "GPUs": gpus,
+        "Config": {"is_onboarded": True, "onboarded_resources": resources},
+    }
 
 
 def onboard_request(obj: Mapping[str, Any]) -> Resources:
@@ -113,7 +123,7 @@ def onboard_request(obj: Mapping[str, Any]) -> Resources:
     if no_gpu:
         return replace(wanted, gpus=())
     if gpus_text:
-        return replace(wanted, gpus=parse_gpus(gpus_text))
+        return replace(wanted, gpus=parse_gpu_list(gpus_text))
     return wanted
 
 

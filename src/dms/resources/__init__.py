@@ -6,7 +6,8 @@ Public API (everything else is private):
   :class:`GPUVendor`, :class:`Comparison`;
 * arithmetic: :func:`add`, :func:`subtract`, :func:`compare` (also as ``Resources`` methods),
   :class:`ResourceError`;
-* units: :func:`parse_size`, :func:`parse_clock`, :func:`format_size`, :func:`format_clock`;
+* units: :func:`parse_size`, :func:`parse_clock`, :func:`format_size`, :func:`format_clock`,
+  and the ``index:vram,...`` GPU list: :func:`parse_gpu_list`, :func:`split_gpu_list`;
 * detection: :func:`detect_machine`, :func:`detect_gpus`, :func:`scan_gpus`,
   :func:`machine_usage`, :class:`Usage`, :class:`GPUUsage`, :class:`GPUScan`,
   :class:`GPUReading`; the NVML adapter :class:`NVML`, :class:`PyNVML`, :class:`RecordedNVML`;
@@ -47,7 +48,14 @@ from dms.resources._memory import detect_ram
 from dms.resources._ports import DEFAULT_PORT_RANGE, PortAllocator, port_is_free
 from dms.resources._tools import GPUReading, ProbeUnavailable
 from dms.resources._types import CPU, GPU, RAM, Disk, GPUVendor, Resources
-from dms.resources._units import format_clock, format_size, parse_clock, parse_size
+from dms.resources._units import (
+    format_clock,
+    format_size,
+    parse_clock,
+    parse_gpu_list,
+    parse_size,
+    split_gpu_list,
+)
 
 __all__ = [
     "CPU",
@@ -87,6 +95,7 @@ __all__ = [
     "machine_usage",
     "parse_amd_smi_static",
     "parse_clock",
+    "parse_gpu_list",
     "parse_rocm_smi_csv",
     "parse_rocm_smi_json",
     "parse_size",
@@ -98,6 +107,7 @@ __all__ = [
     "probe_nvidia",
     "scan_gpus",
     "shortfall",
+    "split_gpu_list",
     "subtract",
     "validate_onboarding",
 ]

@@ -3,15 +3,18 @@
 Why: users type ``--ram 4`` or ``--ram 512MiB`` and the Go CLI and ensemble YAML treat a bare
 number as GiB for memory/disk and GHz for clocks, while the wire format is plain bytes and Hz.
 Decimal prefixes (``GB``) mean powers of 1000, as Go's ``ConvertGBToBytes`` (``1e9``) does;
-binary ones (``GiB``) powers of 1024. Everything here is pure, so it is property-tested.
+binary ones (``GiB``) powers of 1024. The ``index:vram,...`` GPU list (``--gpus 0:4,1:8``) is
+parsed here too, as its VRAM is such a size. Everything here is pure, so it is property-tested.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 
 from dms.errors import InvalidInput
+from dms.resources._types import GPU
 
 #: size suffix (lower case, without a trailing ``b``) → bytes per unit
 _SIZE_UNITS: dict[str, int] = {
@@ -74,6 +77,26 @@ def parse_size(text: str | int | float, default_unit: str = "GiB") -> int:
     if not math.isfinite(value) or value < 0:
         raise InvalidInput(f"invalid size: {text!r} (must be a non-negative number)")
     return round(value * factor)
+
+
+def split_gpu_list(text: str) -> Iterator[tuple[int, str]]:
+    """``"0:4, 1:512MiB"`` → ``(0, "4")``, ``(1, "512MiB")``: each GPU's index and VRAM as typed.
+
+    Lazy, so a caller checking each GPU as it comes reports the first bad part. Empty parts are
+    skipped; a part that is not ``index:vram`` raises :class:`InvalidInput` naming it.
+    """
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        index, sep, vram = part.partition(":")
+        if not sep or not index.strip().isdigit():
+            raise InvalidInput(f"invalid GPU {part!r}: expected index:vram, e.g. 0:4")
+        yield int(index), vram.strip()
+
+
+def parse_gpu_list(text: str) -> tuple[GPU, ...]:
+    """``"0:4,1:8"`` → GPUs 0 and 1 with 4 and 8 GiB of VRAM (units like ``512MiB`` allowed)."""
+    return tuple(GPU(index=index, vram=parse_size(vram)) for index, vram in split_gpu_list(text))
 
 
 def parse_clock(text: str | int | float, default_unit: str = "GHz") -> float:
