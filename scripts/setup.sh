@@ -31,4 +31,30 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 echo "setup: installing nunet-dms and dev tools into .venv"
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+# --- js-libp2p interop packages (tests/interop) -------------------------------------------------
+# Exact versions from tests/interop/package-lock.json, installed with `npm ci` into
+# tests/interop/node_modules; skipped while the lockfile's hash matches the last install.
+# Without node the interop tests skip; with node, a missing install makes them fail.
+if command -v node >/dev/null 2>&1; then
+    if ! command -v npm >/dev/null 2>&1; then
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        echo "setup: installing npm"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
+    fi
+    lock_hash="$(sha256sum tests/interop/package-lock.json | cut -d' ' -f1)"
+    stamp=tests/interop/node_modules/.nunet-lock-sha256
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_hash" ]; then
+        echo "setup: js interop packages up to date"
+    else
+        echo "setup: installing js interop packages (npm ci)"
+        (cd tests/interop && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+        echo "$lock_hash" >"$stamp"
+    fi
+else
+    echo "setup: node not found: the js-libp2p interop tests will be skipped"
+fi
+# --- end of js-libp2p interop packages -----------------------------------------------------------
+
 echo "setup: done; the CLI is .venv/bin/nunet ($(.venv/bin/nunet version))"

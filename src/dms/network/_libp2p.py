@@ -22,10 +22,11 @@ import multiaddr
 import trio
 from libp2p import new_host
 from libp2p.identity.identify_push.identify_push import push_identify_to_peer
-from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerstore import PERMANENT_ADDR_TTL
 from libp2p.tools.anyio_service import background_trio_service
 
 from dms.crypto import Ed25519PrivateKey, peer_id_from_public_key
@@ -38,10 +39,12 @@ from dms.network._base import (
     TopicHandler,
     TopicValidator,
 )
-from dms.network._libp2p_dht import use_dht_protocol
+from dms.network._libp2p_dht import AddressedKadDHT, own_addresses, use_dht_protocol
 from dms.network._libp2p_keys import libp2p_key_pair
 from dms.network._libp2p_liveness import Liveness, ping_once
+from dms.network._libp2p_multiselect import cork_negotiation
 from dms.network._libp2p_pubsub import GossipSettings, libp2p_validator, make_pubsub
+from dms.network._libp2p_security import DEFAULT_SECURITY, harden_upgrader, security_options
 from dms.network._libp2p_streams import (
     REUSE_PROTOCOL,
     StreamSender,
@@ -54,6 +57,7 @@ from dms.network._libp2p_streams import (
     reset_quietly,
     split_reuse_body,
 )
+from dms.network._libp2p_yamux import patch_yamux_window_updates
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -81,8 +85,10 @@ class Libp2pNetwork(Network):
 
     ``timeout`` bounds dials and the bootstrap; ``read_timeout`` bounds reading one frame body
     after its header arrived; ``ping_interval``/``ping_timeout``/``ping_failures`` drive the
-    liveness loop; ``reuse_streams=False`` makes this host behave like the Go DMS (it neither
-    advertises nor uses the multi-frame protocol), which tests use as a stand-in.
+    liveness loop; ``security`` lists the accepted security protocols in our order of preference
+    (``"noise"``, ``"tls"``; Go prefers TLS; nothing else is ever accepted);
+    ``reuse_streams=False`` makes this host behave like the Go DMS (it neither advertises nor
+    uses the multi-frame protocol), which tests use as a stand-in.
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class Libp2pNetwork(Network):
         reuse_streams: bool = True,
         max_connections: int = 400,
         gossip: GossipSettings | None = None,
+        security: Sequence[str] = DEFAULT_SECURITY,
     ) -> None:
         self._key_pair = libp2p_key_pair(key)
         try:
@@ -122,12 +129,18 @@ class Libp2pNetwork(Network):
             outbound_stream_protocol_negotiation_timeout=timeout,
             inbound_stream_protocol_negotiation_timeout=timeout,
         )
+        patch_yamux_window_updates()  # go-yamux's rule: no WINDOW_UPDATE frame per read
+        # Noise and TLS only, never py-libp2p's default secio and plaintext (spec §11).
+        secure = security_options(self._key_pair, security)
         self._host: Any = new_host(
             key_pair=self._key_pair,
             listen_addrs=self._listen,
             connection_config=config,
             muxer_preference="YAMUX",
+            sec_opt=secure,
         )
+        harden_upgrader(self._host, secure)
+        cork_negotiation(self._host)  # a lazy dialer's header and protocol: one reply
         self._id: ID = self._host.get_id()
         assert str(self._id) == str(peer_id_from_public_key(key.public_key))
         self._reuse = reuse_streams
@@ -137,7 +150,7 @@ class Libp2pNetwork(Network):
             self._host.set_stream_handler(REUSE_PROTOCOL, self._handle_reuse_stream)
         self._pubsub = make_pubsub(self._host, gossip or GossipSettings())
         use_dht_protocol()  # /nunet/kad/1.0.0, as the Go DMS
-        self._dht = KadDHT(self._host, DHTMode.SERVER)
+        self._dht = AddressedKadDHT(self._host, DHTMode.SERVER)
         self._liveness = Liveness(
             self._host,
             interval=ping_interval,
@@ -174,28 +187,16 @@ class Libp2pNetwork(Network):
             raise NetworkError("libp2p network is already running")
         self._running = True
         try:
-            async with (
-                self._host.run(listen_addrs=self._listen),
-                background_trio_service(self._dht),
-                background_trio_service(self._pubsub),
-            ):
-                with trio.fail_after(self._timeout):
-                    await self._pubsub.wait_until_ready()
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    try:
-                        nursery.start_soon(self._liveness.run)
-                        nursery.start_soon(self._local_delivery)
-                        nursery.start_soon(self._routing_table_loop)
-                        nursery.start_soon(self._announce_inboxes)
-                        for address in self._bootstrap:
-                            nursery.start_soon(self._bootstrap_one, address)
-                        task_status.started()
-                        await trio.sleep_forever()
-                    finally:
-                        self._nursery = None
-                        self._topics.clear()
-                        await self._sender.close_all()
+            async with self._host.run(listen_addrs=self._listen):
+                # Our own peer-store entry before the DHT can answer for us (see _libp2p_dht).
+                self._host.get_peerstore().add_addrs(
+                    self._id, own_addresses(self._host.get_transport_addrs()), PERMANENT_ADDR_TTL
+                )
+                async with (
+                    background_trio_service(self._dht),
+                    background_trio_service(self._pubsub),
+                ):
+                    await self._serve(task_status)
         except BaseExceptionGroup as group:
             noise, rest = group.split(_is_teardown_noise)
             if noise is not None:
@@ -204,6 +205,26 @@ class Libp2pNetwork(Network):
                 raise rest from None
         finally:
             self._running = False
+
+    async def _serve(self, task_status: TaskStatus[None]) -> None:
+        """Our own tasks, inside the running host, DHT and pubsub (stopped first on shutdown)."""
+        with trio.fail_after(self._timeout):
+            await self._pubsub.wait_until_ready()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                nursery.start_soon(self._liveness.run)
+                nursery.start_soon(self._local_delivery)
+                nursery.start_soon(self._routing_table_loop)
+                nursery.start_soon(self._announce_inboxes)
+                for address in self._bootstrap:
+                    nursery.start_soon(self._bootstrap_one, address)
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+                self._topics.clear()
+                await self._sender.close_all()
 
     def _spawn(self, fn: Any, *args: Any) -> None:
         if self._nursery is None:
@@ -331,8 +352,12 @@ class Libp2pNetwork(Network):
         if data is None:
             await reset_quietly(stream)
             return
-        await close_quietly(stream)
-        await self._deliver(inbox, data, remote)
+        # Deliver before closing: our FIN is one more frame to encrypt and send, and nothing
+        # waits for it (the sender closed its side already), so it need not delay the handler.
+        try:
+            await self._deliver(inbox, data, remote)
+        finally:
+            await close_quietly(stream)
 
     async def _handle_reuse_stream(self, stream: Any) -> None:
         """Frames until EOF; the next header may take forever (idle), a body may not."""

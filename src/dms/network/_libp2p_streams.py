@@ -5,7 +5,12 @@ Two wire protocols carry the same 8-byte little-endian length-prefixed frames
 
 * ``actor/<inbox>/messages/0.0.1`` — the Go DMS's protocol: one frame per new stream, written in
   one call (Go reads the prefix with a single ``Read``), then the sender closes its write side.
-  Every peer understands it; it is the only thing a Go DMS understands.
+  Every peer understands it; it is the only thing a Go DMS understands. When the peer listed the
+  protocol in identify, the stream is opened the way go-multistream's lazy client does: the
+  multistream header, the protocol and the frame leave in one write, and the listener's two
+  echoes are checked afterwards (:func:`send_lazily`). py-libp2p's own ``new_stream`` waits for
+  the header echo, then for the protocol echo, before the first data byte: two round trips
+  through the remote's event loop per message, in each direction of an invoke.
 * :data:`REUSE_PROTOCOL` — ours: one long-lived stream per peer pair carrying many frames whose
   body is ``uint16 LE inbox length ‖ inbox (UTF-8) ‖ data``. py-libp2p 0.8.1 spends ~5 ms of CPU
   opening a stream (multistream-select, Yamux window updates, Noise frames), against ~1.7 ms
@@ -29,6 +34,9 @@ from typing import Any
 
 import trio
 from libp2p.custom_types import TProtocol
+from libp2p.protocol_muxer.multiselect import MULTISELECT_PROTOCOL_ID
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
+from libp2p.utils.varint import encode_uvarint
 
 from dms.errors import DMSError, InvalidInput, NetworkError, NetworkTimeout
 from dms.network._frame import (
@@ -76,6 +84,14 @@ def network_errors(what: str) -> Iterator[None]:
         detail = str(exc).splitlines()[0] if str(exc) else ""
         suffix = f": {detail}" if detail else ""
         raise NetworkError(f"{what}: {type(exc).__name__}{suffix}") from exc
+
+
+def _multistream_line(text: str) -> bytes:
+    line = text.encode() + b"\n"
+    return encode_uvarint(len(line)) + line
+
+
+_MULTISTREAM_HEADER = _multistream_line(MULTISELECT_PROTOCOL_ID)
 
 
 def go_frame(data: bytes) -> bytes:
@@ -177,6 +193,30 @@ async def close_quietly(stream: Any) -> None:
         await reset_quietly(stream)
 
 
+async def send_lazily(host: Any, peer: Any, protocol: TProtocol, frame: bytes) -> None:
+    """Open a stream, write header + ``protocol`` + ``frame`` at once, close, check the echoes.
+
+    For a protocol the peer advertised: a listener that accepts it echoes the header and the
+    protocol, then its handler reads the frame that was already buffered. If it answers
+    anything else (``na``: the inbox is gone) the stream is reset and :class:`NetworkError`
+    raised, as a refused negotiation would. The caller holds the deadline.
+    """
+    stream = await host.get_network().new_stream(peer)
+    try:
+        await stream.write(_MULTISTREAM_HEADER + _multistream_line(protocol) + frame)
+        await stream.close_write()
+        communicator = MultiselectCommunicator(stream)
+        if (header := await communicator.read()) != MULTISELECT_PROTOCOL_ID:
+            raise NetworkError(f"peer answered {header[:60]!r} to the multistream header")
+        if (answer := await communicator.read()) != protocol:
+            raise NetworkError(f"peer does not accept {protocol} (answered {answer[:60]!r})")
+    except BaseException:
+        await reset_quietly(stream)
+        raise
+    stream.set_protocol(protocol)
+    await close_quietly(stream)
+
+
 @dataclass
 class _Link:
     """Our side of the reuse stream to one peer."""
@@ -213,8 +253,8 @@ class StreamSender:
     async def send(self, peer: Any, inbox: str, data: bytes) -> None:
         """Deliver one message to ``inbox`` on ``peer`` (caller holds the deadline)."""
         check_go_frame(data)  # the Go frame itself is only built if the reuse stream is not used
+        protocols = self._protocols(peer)
         if self._reuse:
-            protocols = self._protocols(peer)
             link = self._links.setdefault(peer, _Link())
             if protocols is not None:
                 link.reuse = REUSE_PROTOCOL in protocols
@@ -225,10 +265,18 @@ class StreamSender:
             usable = link.reuse is not False and listed and body is not None
             if usable and body is not None and await self._send_reused(peer, link, body):
                 return
-        await self.send_one(peer, inbox, go_frame(data))
+        advertised = protocols is not None and go_protocol(inbox) in protocols
+        await self.send_one(peer, inbox, go_frame(data), lazy=advertised)
 
-    async def send_one(self, peer: Any, inbox: str, frame: bytes) -> None:
-        """Go's way: a new stream, one write of the whole frame, then close our side."""
+    async def send_one(self, peer: Any, inbox: str, frame: bytes, *, lazy: bool = False) -> None:
+        """Go's way: a new stream, one write of the whole frame, then close our side.
+
+        ``lazy`` (the peer advertised the inbox): negotiate as go-multistream's lazy client
+        (:func:`send_lazily`); otherwise negotiate first, so an unknown inbox fails cleanly.
+        """
+        if lazy:
+            await send_lazily(self._host, peer, go_protocol(inbox), frame)
+            return
         stream = await self._host.new_stream(peer, [go_protocol(inbox)])
         try:
             await stream.write(frame)

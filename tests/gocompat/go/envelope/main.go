@@ -10,8 +10,8 @@
 //	         signed bytes minus "dms:msg:") and sig "ok"/"bad" for Ed25519 senders or "skip"
 //	         for other key types (the standard library has no secp256k1)
 //	sign   - each line is a build request {"seed","to_seed","be","nonce","exp","cont","topic",
-//	         "payload","nil_msg","cap","host","inbox"}; prints the envelope Go builds and signs
-//	         from the Ed25519 seed (hex)
+//	         "payload","nil_msg","cap","host","inbox","to_host"}; prints the envelope Go builds
+//	         and signs from the Ed25519 seed (hex); "to" has host to_host (default: host)
 //
 // A line that fails prints "ERR <message>".
 package main
@@ -104,6 +104,7 @@ type request struct {
 	Cap     []byte          `json:"cap"`
 	Host    string          `json:"host"`
 	Inbox   string          `json:"inbox"`
+	ToHost  string          `json:"to_host"`
 }
 
 // ed25519Header is the libp2p protobuf prefix of an Ed25519 public key: Type=1, Data len 32.
@@ -188,7 +189,11 @@ func build(line []byte) ([]byte, error) {
 	}
 	var to Handle
 	if req.ToSeed != "" {
-		if to, _, err = handleOf(req.ToSeed, req.Host, "root"); err != nil {
+		toHost := req.Host
+		if req.ToHost != "" {
+			toHost = req.ToHost
+		}
+		if to, _, err = handleOf(req.ToSeed, toHost, "root"); err != nil {
 			return nil, err
 		}
 	}
