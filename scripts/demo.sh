@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The main job, for now: the README's identity and capability walkthrough, run end to end in a
-# throw-away user directory (.demo/, or $DEMO_DIR) so it never touches ~/.nunet. Each step prints
-# what it did.
+# The main job: the README's identity and capability walkthrough, then a local DMS network that
+# deploys an example ensemble, all in a throw-away user directory (.demo/, or $DEMO_DIR) so it never
+# touches ~/.nunet. Each step prints what it did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -43,8 +43,9 @@ nunet cap list --context dms
 
 echo "keys in $DMS_GENERAL_USER_DIR/key, contexts in $DMS_GENERAL_USER_DIR/cap"
 
-step "6. a local DMS network: 3 real daemons on loopback, the user's DID as root of each"
-nunet devnet up --nodes 3 --dir "$demo_dir/devnet"
+step "6. a local DMS network: 3 real daemons on loopback, the user's DID as root of each;"
+echo "   node0 orchestrates, node1 and node2 are onboarded providers"
+nunet devnet up --nodes 3 --onboard --dir "$demo_dir/devnet"
 trap 'nunet devnet down --dir "$demo_dir/devnet" >/dev/null 2>&1 || true' EXIT
 eval "$(nunet devnet env 1 --dir "$demo_dir/devnet")"
 NODE2_DID=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['nodes'][2]['did'])" "$demo_dir/devnet/devnet.json")
@@ -55,11 +56,19 @@ nunet actor cmd /public/hello --dest "$NODE2_DID"
 nunet actor cmd /dms/node/peers/list
 nunet actor cmd /broadcast/hello --timeout 3s
 
-step "8. the executors of this machine, and an allocation run on the embedded WASM executor"
+step "8. the executors of this machine"
 nunet executor list
-nunet executor run "$repo/examples/hello-wasm.yaml"
+
+step "9. deploy an ensemble through node0: two WASM tasks, placed on the two providers"
+eval "$(nunet devnet env 0 --dir "$demo_dir/devnet")"
+nunet validate "$repo/examples/hello.yaml"
+nunet deploy -f "$repo/examples/hello.yaml"
 if nunet executor list --json | grep -q '"name":"docker","available":true'; then
-    nunet executor run "$repo/examples/hello-docker.yaml"
+    step "9b. the same on Docker, with enforced CPU and memory limits"
+    nunet deploy -f "$repo/examples/hello-docker.yaml"
 fi
+
+step "10. the deployments node0 orchestrated"
+nunet get deployments
 
 step "done: the devnet stops now; rerun with: nunet devnet up --dir $demo_dir/devnet"

@@ -23,10 +23,11 @@ from dms.api import create_app, serve_api
 from dms.config import Config
 from dms.contexts import context_exists, context_file_name
 from dms.crypto import Ed25519PrivateKey
-from dms.db import DEFAULT_FILE_NAME, Database
+from dms.db import DEFAULT_FILE_NAME, Database, DeploymentRepo
 from dms.did import KeyProvider, provider_for_context
 from dms.errors import ConfigError, DMSError, InvalidInput
-from dms.executor import Executor, ExecutorSettings, reclaim_leftovers
+from dms.executor import ExecutorSettings
+from dms.jobs import AllocationManager
 from dms.network import Libp2pNetwork, Network
 from dms.node import Node
 from dms.resources import PortAllocator, ResourceManager, detect_machine
@@ -41,8 +42,6 @@ log = logging.getLogger("dms.daemon")
 
 #: How often a running DMS checks its .cap file for changes made by `nunet cap` (seconds).
 CAPABILITY_RELOAD_INTERVAL = 2.0
-#: How often lapsed resource commitments are released (seconds).
-EXPIRY_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -97,20 +96,21 @@ class Daemon:
         *,
         network: Network | None = None,
         resources: ResourceManager | None = None,
+        store: Database | None = None,
     ) -> None:
+        """``resources`` and ``store`` default to the work dir's store (opened and closed here);
+        pass both to share them (the allocation manager keeps its records in ``store``)."""
         self.config = config
         self._store: Database | None = None
         if resources is None:
             # Opened once, before the node runs (not on a message path): blocking is fine here.
-            self._store = Database.open(config.general.work_dir / DEFAULT_FILE_NAME)
+            self._store = store = Database.open(config.general.work_dir / DEFAULT_FILE_NAME)
             ports = PortAllocator(
-                self._store,
+                store,
                 config.general.port_available_range_from,
                 config.general.port_available_range_to,
             )
-            resources = ResourceManager(
-                self._store, detect_machine(config.general.work_dir), ports=ports
-            )
+            resources = ResourceManager(store, detect_machine(config.general.work_dir), ports=ports)
         self.resources = resources
         self.network = network or Libp2pNetwork(
             key,
@@ -118,9 +118,20 @@ class Daemon:
             [str(a) for a in config.p2p.bootstrap_peers],
         )
         self.security = SecurityContext(key, capabilities)
-        #: Executors the daemon keeps open (allocations will run on them), by name.
-        self.executors: dict[str, Executor] = {}
         self.node = Node(self.network, self.security, config, resources=resources)
+        #: The allocations this node runs and the executors they run on (None without a store).
+        self.allocations: AllocationManager | None = None
+        if store is not None:
+            settings = ExecutorSettings(
+                executor_id=node_executor_id(self.network.host_id),
+                work_dir=config.general.work_dir,
+                allow_privileged=config.job.allow_privileged_docker,
+            )
+            self.allocations = AllocationManager(
+                self.node.actor, resources, store, self.node.executors, settings
+            )
+            self.node.allocations = self.allocations
+            self.node.deployments.repo = DeploymentRepo(store)
 
     async def run(self, *, task_status: TaskStatus[Ready] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; ``task_status.started`` gets the :class:`Ready` report."""
@@ -144,6 +155,8 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.network.run)
             await nursery.start(self.node.run)
+            if self.allocations is not None:
+                await nursery.start(self.allocations.run)
             port = await nursery.start(serve_api, app, self.config.rest.addr, self.config.rest.port)
             host = self.config.rest.addr
             rest_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
@@ -162,52 +175,7 @@ class Daemon:
             )
             task_status.started(ready)
             nursery.start_soon(self._watch_capabilities)
-            nursery.start_soon(self._expire_commitments)
-            nursery.start_soon(self._run_executors)
-
-    async def _run_executors(self) -> None:
-        """Open the executors whose work outlives the process, and reclaim what we left.
-
-        Docker containers survive a crash of the DMS; on start, every container labelled with
-        this node's executor ID is re-adopted if an allocation claims it and removed otherwise
-        (no allocation manager exists yet, so none is claimed). Runs after readiness: probing
-        and connecting to the engine must not delay start-up.
-        """
-        found = {a.name: a for a in await self.node.executor_availability()}
-        docker = found.get("docker")
-        if docker is None or not docker.available:
-            return
-        settings = ExecutorSettings(
-            executor_id=node_executor_id(self.network.host_id),
-            work_dir=self.config.general.work_dir,
-            allow_privileged=self.config.job.allow_privileged_docker,
-        )
-        try:
-            executor = self.node.executors.create("docker", settings)
-            async with executor.open():
-                self.executors["docker"] = executor
-                await reclaim_leftovers(executor, claimed=lambda _info: False)
-                await trio.sleep_forever()
-        except DMSError as exc:
-            log.warning("docker executor not started: %s", exc)
-        finally:
-            self.executors.pop("docker", None)
-
-    async def _expire_commitments(self) -> None:
-        """Release commitments whose TTL lapsed (the orchestrator never allocated them)."""
-        while True:
-            await trio.sleep(EXPIRY_INTERVAL)
-            try:
-                lapsed = await trio.to_thread.run_sync(self.resources.expire)
-            except DMSError as exc:
-                log.warning("could not expire resource commitments: %s", exc)
-                continue
-            for commitment in lapsed:
-                log.info(
-                    "released expired commitment of allocation %s (ensemble %s)",
-                    commitment.allocation_id,
-                    commitment.ensemble_id,
-                )
+            nursery.start_soon(self.resources.run_expiry)
 
     async def _watch_capabilities(self) -> None:
         """Apply ``nunet cap anchor|remove`` changes to the running DMS (Go reloads too)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -25,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ GRANTED_CAPS = ("/public", "/broadcast", "/dms/deployment")
 GRANT_TOPICS = ("/nunet",)
 GRANT_LIFETIME_NS = 30 * 24 * 3600 * 10**9
 START_TIMEOUT_S = 30.0
+ONBOARD_BEHAVIOR = "/dms/node/onboarding/onboard"
 
 
 def free_port() -> int:
@@ -160,11 +162,15 @@ def create(
     *,
     log_level: str = "INFO",
     extra_config: Mapping[str, object] | None = None,
+    node_config: Mapping[int, Mapping[str, object]] | None = None,
+    node_caps: Mapping[int, tuple[str, ...]] | None = None,
 ) -> Devnet:
     """Write keys, contexts and configs for ``count`` nodes under ``base`` (nothing started).
 
     ``extra_config`` (``dms_config.json`` keys, e.g. ``{"general": {"host_country": "ET"}}``)
-    is merged into every node's config.
+    is merged into every node's config; ``node_config`` maps a node index to keys merged into
+    that node's only (e.g. a different location per provider); ``node_caps`` replaces the
+    capabilities the user grants one node (default :data:`GRANTED_CAPS`).
     """
     if count < 1:
         raise InvalidInput("a devnet needs at least one node")
@@ -188,7 +194,7 @@ def create(
             dms.did,
             topics=GRANT_TOPICS,
             expire_ns=now + GRANT_LIFETIME_NS,
-            caps=GRANTED_CAPS,
+            caps=(node_caps or {}).get(index, GRANTED_CAPS),
         )
         ctx.add_provide(grant.tokens)
         save_context(directory / "nunet", ctx)
@@ -207,6 +213,8 @@ def create(
         config = _node_config(node, bootstrap if index else [], log_level)
         if extra_config:
             config = _merged(config, extra_config)
+        if node_config and index in node_config:
+            config = _merged(config, node_config[index])
         node.config_path.write_text(json.dumps(config, indent=2) + "\n")
     net.save()
     return net
@@ -228,20 +236,28 @@ def _wait_ready(node: DevnetNode, process: subprocess.Popen[bytes], deadline: fl
     raise DMSError(f"{node.name} did not answer on {node.rest_url} within {START_TIMEOUT_S:g}s")
 
 
-def start(net: Devnet, *, extra_args: tuple[str, ...] = ()) -> None:
-    """Start every node's daemon (detached; logs in ``<node>/dms.log``) and wait until ready."""
+def start(
+    net: Devnet,
+    *,
+    extra_args: tuple[str, ...] = (),
+    node_env: Mapping[int, Mapping[str, str]] | None = None,
+) -> None:
+    """Start every node's daemon (detached; logs in ``<node>/dms.log``) and wait until ready.
+
+    ``node_env`` adds environment variables to one node's process (e.g. ``DMS_FAILPOINTS``).
+    """
     env = {**os.environ, "DMS_PASSPHRASE": DEVNET_PASSPHRASE}
     for key in [k for k in env if k.startswith("DMS_") and k != "DMS_PASSPHRASE"]:
         del env[key]  # each node's own config file decides
     try:
-        for node in net.nodes:
+        for index, node in enumerate(net.nodes):
             with node.log_path.open("ab") as log:
                 process = subprocess.Popen(
                     [_nunet(), "--config", str(node.config_path), "run", *extra_args],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
-                    env=env,
+                    env={**env, **((node_env or {}).get(index) or {})},
                     start_new_session=True,
                 )
             node.pid = process.pid
@@ -322,6 +338,45 @@ def up(base: Path, count: int) -> Devnet:
         net = create(base, count)
     start(net)
     return net
+
+
+def default_onboarding() -> tuple[float, str, str]:
+    """What each devnet provider offers: 1 core, a little over the 10 % minimum of this
+    machine's RAM (several providers share one machine), and 2 GiB of disk."""
+    import psutil  # type: ignore[import-untyped]
+
+    total_gib = psutil.virtual_memory().total / 2**30
+    ram_gib = max(0.5, math.ceil(total_gib * 0.12 * 10) / 10)
+    return 1.0, f"{ram_gib:g}GiB", "2GiB"
+
+
+def onboard(
+    net: Devnet,
+    indexes: Iterable[int],
+    *,
+    cpu: float | None = None,
+    ram: str | None = None,
+    disk: str | None = None,
+) -> None:
+    """Onboard the nodes at ``indexes`` as the devnet's user would (``/dms/node/onboarding/onboard``
+    through each node's REST API); defaults from :func:`default_onboarding`."""
+    from dms.client import RestClient, build_message
+    from dms.contexts import open_context
+    from dms.node import onboard_payload
+
+    d_cpu, d_ram, d_disk = default_onboarding()
+    payload = onboard_payload(cpu or d_cpu, ram or d_ram, disk or d_disk, no_gpu=True)
+    user = open_context(net.user_dir, "user", lambda _confirm: DEVNET_PASSPHRASE)
+    for index in indexes:
+        node = net.nodes[index]
+        rest = RestClient(node.rest_url)
+        message = build_message(
+            user, rest.handle(), ONBOARD_BEHAVIOR, payload, invocation=True, timeout_s=30
+        )
+        reply = rest.invoke(message.envelope).decode_payload()
+        if not isinstance(reply, dict) or not reply.get("success"):
+            error = reply.get("error") if isinstance(reply, dict) else reply
+            raise DMSError(f"{node.name}: onboarding refused: {error}")
 
 
 def down(base: Path, *, purge: bool = False) -> None:

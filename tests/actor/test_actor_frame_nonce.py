@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dms.actor import (
+from dms.actor import NonceSource
+from dms.errors import InvalidInput
+from dms.network import (
     FRAME_HEADER_SIZE,
     MAX_MESSAGE_SIZE,
-    NonceSource,
     decode_frame,
     encode_frame,
     frame_length,
 )
-from dms.errors import InvalidInput
 
 
 def test_limits_match_go() -> None:

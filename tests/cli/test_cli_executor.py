@@ -92,7 +92,9 @@ def test_interrupt_cancels_the_execution(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # start-up of the CLI
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # the CLI says when the execution runs (signals handled)
+    assert "started as" in first, first
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 130, err

@@ -9,6 +9,7 @@ import pytest
 
 from dms.db import (
     MIGRATIONS,
+    SCHEMA_VERSION,
     ConflictError,
     Database,
     DatabaseError,
@@ -62,7 +63,7 @@ def test_upgrade_from_schema_1_adds_the_ports_table(tmp_path: Path) -> None:
     with Database.open(path, migrations=v1) as old, old.transaction() as conn:
         conn.execute("INSERT INTO onboarding VALUES (1, 1, ?, 5)", ('{"cpu":{"cores":1}}',))
     with Database.open(path) as db:
-        assert db.schema_version == 2
+        assert db.schema_version == SCHEMA_VERSION
         PortRepo(db).add("a1", [50001])
         with db.read() as conn:
             assert conn.execute("SELECT is_onboarded FROM onboarding").fetchone()[0] == 1

@@ -162,3 +162,16 @@ async def test_results_arrive_after_the_event_stream_drops(tmp_path: Path) -> No
             result = await ex.wait("gap")
         assert result.exit_code == 4
         await ex.run(request(["true"], execution_id="after"))  # and events flow again
+
+
+async def test_the_sweep_finishes_a_death_whose_event_was_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine that drops a ``die`` event (the stream stays up, so no reconnect check runs):
+    the periodic sweep still finds the stopped container and records its result."""
+    async with docker_executor(tmp_path, sweep_interval=0.3) as ex:
+        monkeypatch.setattr(ex._watch, "_on_event", lambda event: None)  # every event lost
+        await ex.start(sh("exit 5", execution_id="quiet"))
+        with trio.fail_after(10):
+            result = await ex.wait("quiet")
+        assert result.exit_code == 5

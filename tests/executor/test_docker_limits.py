@@ -67,7 +67,7 @@ async def test_disk_limit_is_enforced(tmp_path: Path) -> None:
         await ex.start(req)
         with trio.fail_after(15):
             result = await ex.wait("disk")
-        if ex._disk_quota:  # the driver enforces it: dd hits ENOSPC
+        if ex._disk.quota:  # the driver enforces it: dd hits ENOSPC
             assert result.exit_code == 9
             assert "No space left" in result.stdout
         else:

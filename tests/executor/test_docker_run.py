@@ -204,7 +204,7 @@ async def test_completion_needs_no_thread_per_container(tmp_path: Path) -> None:
         for i in range(6):
             await ex.start(sh("sleep 4", execution_id=f"s{i}"))
         engine = ex._engine
-        assert ex._events_limiter.borrowed_tokens == 1  # the event stream
+        assert ex._watch.events_limiter.borrowed_tokens == 1  # the event stream
         assert engine._streams.borrowed_tokens == 0  # no log followers
         # A periodic sweep may hold a call for a moment; a call parked per container would
         # still be there when the containers (4 s) are far from done.

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from dms.executor import InvalidSpec, SpecConfig
 from dms.executor._base import ExecutorSettings
 from dms.executor._docker_spec import parse_params
-from dms.executor._local import load_allocation
 from dms.executor._null import NullExecutor
 from dms.executor._wasm_spec import parse_spec
+from dms.jobs import load_allocation
 
 _scalars = st.one_of(
     st.none(),

@@ -30,7 +30,8 @@ def test_a_full_spec_is_parsed(tmp_path: Path) -> None:
             fuel=10,
             timeout=1.5,
             sha256="AB" * 32,
-        )
+        ),
+        allow_host_paths=True,
     )
     assert spec == WasmSpec(
         str(module.resolve()), ("-v", "3"), (("A", "1"), ("B", "x=y")), 10, 1.5, "ab" * 32
@@ -74,7 +75,7 @@ def test_a_full_spec_is_parsed(tmp_path: Path) -> None:
 )
 def test_invalid_specs_are_refused_in_one_line(params: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidSpec) as info:
-        parse_spec(_spec(**params))
+        parse_spec(_spec(**params), allow_host_paths=True)
     assert message in str(info.value)
     assert "\n" not in str(info.value) and str(info.value).startswith("wasm execution: ")
 
@@ -86,14 +87,14 @@ def test_wrong_type_and_module_dirs(tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere.wat"
     outside.write_text(wat.hello())
     dirs = [tmp_path / "modules"]
-    parse_spec(_spec(module=str(inside)), module_dirs=dirs)
+    parse_spec(_spec(module=str(inside)), module_dirs=dirs, allow_host_paths=True)
     with pytest.raises(InvalidSpec, match="outside the directories"):
-        parse_spec(_spec(module=str(outside)), module_dirs=dirs)
+        parse_spec(_spec(module=str(outside)), module_dirs=dirs, allow_host_paths=True)
     # A .wasm symlink to a non-module file is judged by what it points to.
     link = tmp_path / "modules" / "passwd.wasm"
     link.symlink_to("/etc/passwd")
     with pytest.raises(InvalidSpec, match=r"must be a \.wasm or \.wat file"):
-        parse_spec(_spec(module=str(link)))
+        parse_spec(_spec(module=str(link)), allow_host_paths=True)
 
 
 @pytest.mark.parametrize(

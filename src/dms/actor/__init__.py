@@ -1,8 +1,8 @@
-"""The actor system: wire layer (handles, envelopes, frames) and actors on top of it.
+"""The actor system: wire layer (handles, envelopes) and actors on top of it.
 
 Everything here is byte-compatible with the Go DMS (spec §2.1, §2.2, §2.4): envelopes marshal to
-Go's ``encoding/json`` bytes, are signed over ``"dms:msg:"`` + those bytes, and travel in frames
-of an 8-byte little-endian length followed by the JSON.
+Go's ``encoding/json`` bytes and are signed over ``"dms:msg:"`` + those bytes. Framing them on a
+stream (an 8-byte little-endian length, then the JSON) is the network's job: :mod:`dms.network`.
 
 On top of that: :class:`SecurityContext` (an actor's key plus the shared capability context),
 :class:`Actor` (behaviours, dispatch with capability checks, invoke/reply, broadcast, children),
@@ -31,31 +31,20 @@ from dms.actor._envelope import (
     sender_key,
 )
 from dms.actor._errors import ActorError, ActorNotRunning, InvokeTimeout, SendError
-from dms.actor._handle import Address, Handle
+from dms.actor._handle import ROOT_INBOX, Address, Handle
 from dms.actor._limiter import RateLimiter, RateLimiterConfig
 from dms.actor._nonce import NonceSource
 from dms.actor._security import SecurityContext
-
-# Framing belongs to the network layer (dms.network._frame); re-exported for existing importers.
-from dms.network import (
-    FRAME_HEADER_SIZE,
-    MAX_MESSAGE_SIZE,
-    check_frame_size,
-    decode_frame,
-    encode_frame,
-    frame_length,
-)
 
 __all__ = [
     "ALLOWED_KEY_TYPES",
     "BEHAVIOR_GC_INTERVAL",
     "DEFAULT_MESSAGE_TIMEOUT_NS",
     "DEFAULT_TIMEOUT",
-    "FRAME_HEADER_SIZE",
     "HEALTHCHECK_BEHAVIOR",
     "HEALTHCHECK_INTERVAL",
-    "MAX_MESSAGE_SIZE",
     "REPLY_PREFIX",
+    "ROOT_INBOX",
     "SIGNATURE_PREFIX",
     "Actor",
     "ActorError",
@@ -77,10 +66,6 @@ __all__ = [
     "RateLimiterConfig",
     "SecurityContext",
     "SendError",
-    "check_frame_size",
-    "decode_frame",
-    "encode_frame",
-    "frame_length",
     "sender_key",
     "trio_deadline",
 ]

@@ -20,6 +20,10 @@ from dms.crypto import ID
 from dms.did import DID
 from dms.errors import InvalidInput
 
+#: The inbox of a DMS's node actor (Go's ``"root"``): where a handle made from a bare DID or peer
+#: ID points, and the one inbox a REST client may never borrow for its replies.
+ROOT_INBOX = "root"
+
 
 @dataclass(frozen=True)
 class Address:

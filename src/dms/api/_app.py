@@ -16,7 +16,7 @@ import trio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from dms.actor import Envelope, Handle, trio_deadline
+from dms.actor import ROOT_INBOX, Envelope, Handle, trio_deadline
 from dms.api import _schema
 from dms.api._body import (
     encode_envelope,
@@ -33,7 +33,7 @@ from dms.network import Network
 log = logging.getLogger("dms.api")
 
 #: Inboxes a request may never borrow: the node actor's own.
-RESERVED_INBOXES = frozenset({"root"})
+RESERVED_INBOXES = frozenset({ROOT_INBOX})
 
 _TIMEOUT_MESSAGE = "request timeout"
 

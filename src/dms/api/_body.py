@@ -13,9 +13,10 @@ from contextlib import aclosing
 
 from fastapi import Request
 
-from dms.actor import FRAME_HEADER_SIZE, MAX_MESSAGE_SIZE, Envelope
+from dms.actor import Envelope
 from dms.api._errors import ApiError
 from dms.errors import DMSError
+from dms.network import FRAME_HEADER_SIZE, MAX_MESSAGE_SIZE
 
 #: Largest request body accepted: an envelope never exceeds the 1 MiB frame limit.
 MAX_BODY_SIZE = MAX_MESSAGE_SIZE

@@ -24,6 +24,13 @@ DEFAULT_DIR = Path(".devnet")
 def up(
     nodes: Annotated[int, typer.Option("--nodes", "-n", min=1, max=50, help="How many.")] = 3,
     directory: DirOpt = DEFAULT_DIR,
+    onboard: Annotated[
+        bool,
+        typer.Option(
+            "--onboard",
+            help="Onboard every node but node0 as a provider (node0 then orchestrates).",
+        ),
+    ] = False,
 ) -> None:
     """Create N nodes (keys, contexts, capabilities, configs) and start their daemons.
 
@@ -31,6 +38,10 @@ def up(
     """
     info(f"starting {nodes} nodes in {directory} ...")
     net = devnet.up(directory.resolve(), nodes)
+    if onboard:
+        cpu, ram, disk = devnet.default_onboarding()
+        info(f"onboarding node1..node{nodes - 1}: {cpu:g} core, {ram} RAM, {disk} disk each")
+        devnet.onboard(net, range(1, nodes))
     for node in net.nodes:
         typer.echo(f"{node.name}: {node.rest_url}  {node.address}")
     info(f"act as the devnet's user against node0: eval $(nunet devnet env --dir {directory})")

@@ -3,19 +3,17 @@
 ``list`` answers "can this machine run docker / wasm allocations, and if not, why?". ``run``
 runs one allocation block of an ensemble here, through the very executor a deployment would
 use (same limits, labels, logs), so a user can check that an allocation works before
-deploying it. Output streams live; the last line on stderr says how it ended, and the exit
-status is the execution's (137 when killed for memory, 124 when stopped by a CPU or time limit,
-130 when interrupted), as ``docker run`` and ``timeout`` do.
+deploying it. Loading and running live in :mod:`dms.jobs` (shared with deployments); this
+module only parses flags and prints. Output streams live; the last line on stderr says how it
+ended, and the exit status is the execution's (137 when killed for memory, 124 when stopped by
+a CPU or time limit, 130 when interrupted), as ``docker run`` and ``timeout`` do.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import time
-import uuid
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -30,26 +28,18 @@ from dms.cli._timeparse import parse_duration_ns
 from dms.config import load_config
 from dms.errors import InvalidInput
 from dms.executor import (
-    ExecutionRequest,
     ExecutionResult,
-    Executor,
     ExecutorRegistry,
     ExecutorSettings,
+    LogChunk,
     Termination,
 )
-from dms.executor._local import LocalAllocation, load_allocation
+from dms.jobs import LocalAllocation, exit_status, load_allocation, run_allocation
 
 app = typer.Typer(no_args_is_help=True, help="Run allocations on this machine's executors.")
 
 #: Executor ID of runs started from the CLI; ``nunet executor cleanup`` removes their leftovers.
 CLI_EXECUTOR_ID = "nunet-cli"
-
-_EXIT_CODES = {
-    Termination.OOM_KILLED: 137,
-    Termination.CPU_LIMIT: 124,
-    Termination.CANCELLED: 130,
-    Termination.ERROR: 1,
-}
 
 
 def _settings() -> ExecutorSettings:
@@ -58,8 +48,9 @@ def _settings() -> ExecutorSettings:
         executor_id=CLI_EXECUTOR_ID,
         work_dir=config.general.work_dir / "cli-executions",
         allow_privileged=config.job.allow_privileged_docker,
-        # The user runs their own spec on their own machine: their LAN is theirs to fetch from.
-        extra={"wasm_fetch_private_addresses": True},
+        # The user runs their own spec on their own machine: their LAN is theirs to fetch from,
+        # and a module path in it names their own file.
+        extra={"wasm_fetch_private_addresses": True, "wasm_allow_host_paths": True},
     )
 
 
@@ -102,66 +93,10 @@ def _describe(alloc: LocalAllocation, result: ExecutionResult, seconds: float) -
             return f"{head} failed: {result.error or 'unknown error'}"
 
 
-def exit_status(result: ExecutionResult) -> int:
-    """The process exit status that reports ``result`` (see the module docstring)."""
-    if result.termination is Termination.EXITED:
-        return result.exit_code if 0 <= result.exit_code <= 255 else 1
-    return _EXIT_CODES[result.termination]
-
-
-async def _stream_logs(executor: Executor, execution_id: str) -> None:
-    async for chunk in executor.logs(execution_id, follow=True):
-        out = sys.stdout if chunk.stream == "stdout" else sys.stderr
-        out.buffer.write(chunk.data)
-        out.flush()
-
-
-async def _run(
-    alloc: LocalAllocation, settings: ExecutorSettings, timeout: float | None, stream: bool
-) -> tuple[ExecutionResult, float]:
-    executor = ExecutorRegistry().create(alloc.executor, settings)
-    executor.validate(alloc.spec)
-    request = ExecutionRequest(
-        job_id=alloc.name,
-        execution_id=f"{alloc.name}-{uuid.uuid4().hex[:8]}",
-        spec=alloc.spec,
-        resources=alloc.resources,
-    )
-    started = time.monotonic()
-    timed_out: list[bool] = []
-    async with executor.open():
-        await executor.start(request)
-        try:
-            async with trio.open_nursery() as nursery:
-
-                async def on_signal() -> None:
-                    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for _ in signals:
-                            await executor.cancel(request.execution_id)
-                            return
-
-                async def on_timeout() -> None:
-                    if timeout is None:
-                        return
-                    await trio.sleep(timeout)
-                    timed_out.append(True)
-                    await executor.cancel(request.execution_id)
-
-                nursery.start_soon(on_signal)
-                nursery.start_soon(on_timeout)
-                if stream:
-                    await _stream_logs(executor, request.execution_id)
-                result = await executor.wait(request.execution_id)
-                nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                await executor.cancel(request.execution_id)
-                await executor.remove(request.execution_id)
-    if timed_out and result.termination is Termination.CANCELLED:
-        result = replace(
-            result, termination=Termination.CPU_LIMIT, error=f"--timeout of {timeout:g} s reached"
-        )
-    return result, time.monotonic() - started
+def _print_chunk(chunk: LogChunk) -> None:
+    out = sys.stdout if chunk.stream == "stdout" else sys.stderr
+    out.buffer.write(chunk.data)
+    out.flush()
 
 
 @app.command("run")
@@ -188,11 +123,23 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("dms.executor").setLevel(logging.INFO)  # image pull progress
-    result, seconds = trio.run(_run, alloc, _settings(), limit, not json_out)
+    done = trio.run(
+        partial(
+            run_allocation,
+            alloc,
+            _settings(),
+            timeout=limit,
+            on_output=None if json_out else _print_chunk,
+            cancel_on_signals=True,
+            on_started=lambda execution: typer.echo(
+                f"allocation {alloc.name!r} ({alloc.executor}) started as {execution}", err=True
+            ),
+        )
+    )
     if json_out:
-        typer.echo(gojson.marshal(result).decode())
-    typer.echo(_describe(alloc, result, seconds), err=True)
-    raise typer.Exit(exit_status(result))
+        typer.echo(gojson.marshal(done.result).decode())
+    typer.echo(_describe(alloc, done.result, done.seconds), err=True)
+    raise typer.Exit(exit_status(done.result))
 
 
 @app.command("cleanup")

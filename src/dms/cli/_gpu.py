@@ -61,7 +61,7 @@ def gpu_test_argv(gpu: GPU, image: str | None = None, docker: str = "docker") ->
     """The ``docker run`` argv that runs ``gpu``'s vendor tool inside a container.
 
     The container gets the GPU exactly as the docker executor would give it to a deployment
-    (:func:`dms.executor._docker_spec.gpu_run_flags`): NVIDIA selects the device with
+    (:func:`dms.executor.gpu_run_flags`): NVIDIA selects the device with
     ``--gpus device=<UUID>`` (or ``<index>`` when NVML gave no UUID: NVIDIA GPUs come first in
     the DMS's numbering, so their DMS index is their NVML index). AMD (``/dev/kfd`` +
     ``/dev/dri``) and Intel (``/dev/dri``) expose every device of the vendor at once.
@@ -70,7 +70,7 @@ def gpu_test_argv(gpu: GPU, image: str | None = None, docker: str = "docker") ->
     if vendor not in DEFAULT_IMAGES:
         raise InvalidInput(f"cannot test GPU {gpu.index}: unknown vendor {vendor.value!r}")
     # Imported here: it loads the Docker SDK, which other ``nunet`` commands should not pay for.
-    from dms.executor._docker_spec import gpu_run_flags
+    from dms.executor import gpu_run_flags
 
     img = image or DEFAULT_IMAGES[vendor]
     return [docker, "run", "--rm", *gpu_run_flags([gpu]), img, *_TOOLS[vendor]]

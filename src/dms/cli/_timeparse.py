@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from dms.config._duration import GO_DURATION_UNITS_NS, split_go_duration
+from dms.config import GO_DURATION_UNITS_NS, split_go_duration
 from dms.errors import InvalidInput
 
 # Go's units plus "d": not Go's, but what users type for token lifetimes.

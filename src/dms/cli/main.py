@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from dms import __version__
-from dms.cli import _actor, _cap, _config, _devnet, _executor, _gpu, _key, _run
+from dms.cli import _actor, _cap, _config, _deploy, _devnet, _executor, _gpu, _key, _run, _validate
 from dms.cli._common import set_config_path
 from dms.errors import DMSError
 
@@ -33,6 +33,10 @@ app.add_typer(_actor.app, name="actor")
 app.add_typer(_devnet.app, name="devnet")
 app.add_typer(_executor.app, name="executor")
 app.add_typer(_gpu.app, name="gpu")
+app.command("deploy")(_deploy.deploy)
+app.add_typer(_deploy.get_app, name="get")
+app.add_typer(_deploy.deploy_app, name="deployment")
+app.command("validate")(_validate.validate)
 
 
 @app.callback()

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dms.actor import Address, Envelope, EnvelopeOptions, Handle, SecurityContext
+from dms.actor import ROOT_INBOX, Address, Envelope, EnvelopeOptions, Handle, SecurityContext
 from dms.crypto import ID, Ed25519PrivateKey, PeerID, extract_public_key
 from dms.did import DID, did_from_peer_id, id_from_did, peer_id_from_did
 from dms.errors import InvalidInput
 from dms.ucan import CapabilityContext
 
-ROOT_INBOX = "root"
 DEFAULT_TIMEOUT_S = 30.0
 
 

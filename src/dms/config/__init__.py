@@ -5,9 +5,11 @@ Load the effective configuration with :func:`load_config` (defaults, the first f
 (``config.rest.port``, ``config.general.user_dir``) or :meth:`Config.get` with a dotted key.
 :func:`set_config_value`, :func:`edit_config` and :func:`save_config` change the file, always
 validating first and writing atomically. Every failure is a one-line
-:class:`~dms.errors.ConfigError`.
+:class:`~dms.errors.ConfigError`. :func:`split_go_duration` is the one reader of Go's duration
+syntax, for config fields and CLI flags alike.
 """
 
+from dms.config._duration import GO_DURATION_UNITS_NS, split_go_duration
 from dms.config._load import (
     CONFIG_FILE_NAME,
     apply_legacy_observability,
@@ -49,6 +51,7 @@ from dms.config._write import (
 
 __all__ = [
     "CONFIG_FILE_NAME",
+    "GO_DURATION_UNITS_NS",
     "APMConfig",
     "CoinMarketCapConfig",
     "Config",
@@ -79,6 +82,7 @@ __all__ = [
     "read_config_file",
     "save_config",
     "set_config_value",
+    "split_go_duration",
     "validate_config_file",
     "writable_config_path",
 ]

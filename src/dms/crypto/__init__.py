@@ -1,6 +1,7 @@
 """Keys and signatures: Ed25519, secp256k1, Eth personal-sign; libp2p key encodings."""
 
 from dms.crypto._cardano import CardanoPublicKey
+from dms.crypto._der import SECP256K1_N, encode_der_signature
 from dms.crypto._eth import EthPrivateKey, EthPublicKey, eth_personal_digest
 from dms.crypto._id import ID
 from dms.crypto._keys import (
@@ -21,11 +22,13 @@ from dms.crypto._protobuf import (
     unmarshal_public_key,
 )
 from dms.crypto._secp256k1 import Secp256k1PrivateKey, Secp256k1PublicKey
+from dms.crypto._varint import decode_uvarint, encode_uvarint
 
 __all__ = [
     "DEFAULT_SCRYPT_N",
     "ID",
     "PASSPHRASE_ENV",
+    "SECP256K1_N",
     "CardanoPublicKey",
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
@@ -38,6 +41,9 @@ __all__ = [
     "PublicKey",
     "Secp256k1PrivateKey",
     "Secp256k1PublicKey",
+    "decode_uvarint",
+    "encode_der_signature",
+    "encode_uvarint",
     "eth_personal_digest",
     "extract_public_key",
     "marshal_private_key",

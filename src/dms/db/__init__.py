@@ -2,13 +2,15 @@
 
 Replaces the Go DMS's clover collections that matter for a running node (``onboarding_config``,
 committed/allocated resources, ``deployments``) plus the bids Go keeps in memory and the public
-ports leased to allocations. Open the file with :meth:`Database.open` (creates it 0600, migrates
-the schema atomically, refuses a newer schema) and hand it to the repositories. Every call is
-blocking and short; from trio code call it through ``trio.to_thread.run_sync``. One
+ports leased to allocations, and the records of the allocations this node runs. Open the
+file with :meth:`Database.open` (creates it 0600, migrates the schema atomically, refuses a
+newer schema) and hand it to the repositories. Every call is blocking and short; from trio
+code call it through ``trio.to_thread.run_sync``. One
 :class:`Database` may be shared by any number of threads. Values whose shape belongs to another
 layer (resources, manifests, bids) are JSON text, so this package imports nothing above it.
 """
 
+from dms.db._allocations import AllocationRecord, AllocationRepo
 from dms.db._bids import BidRecord, BidRepo
 from dms.db._database import DEFAULT_BUSY_TIMEOUT, DEFAULT_FILE_NAME, Database, Synchronous
 from dms.db._deployments import DeploymentRecord, DeploymentRepo
@@ -24,6 +26,8 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "Allocated",
+    "AllocationRecord",
+    "AllocationRepo",
     "BidRecord",
     "BidRepo",
     "Commitment",

@@ -110,7 +110,34 @@ _V2 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3 = Migration(
+    3,
+    "allocation records (what a provider runs, for re-adoption after a restart)",
+    (
+        # Written before an allocation takes effect (created, started, stopped), so a restarted
+        # DMS knows which containers are still claimed and by which orchestrator. Separate from
+        # the resource books (``allocations``), which only hold reserved resources.
+        """CREATE TABLE allocation_records (
+            allocation_id TEXT PRIMARY KEY,
+            ensemble_id TEXT NOT NULL,
+            allocation_name TEXT NOT NULL,
+            executor TEXT NOT NULL,
+            orchestrator TEXT NOT NULL,
+            config TEXT NOT NULL,
+            status TEXT NOT NULL,
+            exit_code INTEGER,
+            error TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL,
+            started_at INTEGER,
+            finished_at INTEGER,
+            updated_at INTEGER NOT NULL
+        )""",
+        "CREATE INDEX allocation_records_status ON allocation_records (status)",
+        "CREATE INDEX allocation_records_ensemble ON allocation_records (ensemble_id)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 """Every migration of the real schema, oldest first."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import base58
 
-from dms.crypto import KeyType, PublicKey, public_key_from_raw
-from dms.crypto._varint import decode_uvarint, encode_uvarint
+from dms.crypto import (
+    KeyType,
+    PublicKey,
+    decode_uvarint,
+    encode_uvarint,
+    public_key_from_raw,
+)
 from dms.errors import CryptoError
 
 DID_KEY_PREFIX = "did:key:"

@@ -16,8 +16,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from dms.crypto import EthPublicKey
-from dms.crypto._der import SECP256K1_N, encode_der_signature
+from dms.crypto import SECP256K1_N, EthPublicKey, encode_der_signature
 from dms.did._did import Anchor, Provider, did_from_public_key
 from dms.errors import CryptoError, InvalidInput
 

@@ -13,7 +13,7 @@ Why a class of its own: the SDK blocks, and a DMS may watch hundreds of containe
   leaving a stream early never leaves a thread blocked forever.
 
 Nothing waits on ``container.wait()``: completion comes from the event stream (see
-:mod:`dms.executor._docker`).
+:mod:`dms.executor._docker_watch`).
 """
 
 from __future__ import annotations
@@ -153,6 +153,38 @@ class Engine:
             except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
                 raise EngineError(f"docker: {what}: {one_line(exc)}") from exc
         raise EngineError(f"docker: {what}: no answer from the engine within {limit:g} s")
+
+    async def containers(
+        self,
+        label: str,
+        what: str = "list containers",
+        *,
+        stopped_too: bool = True,
+        size: bool = False,
+        **filters: Any,
+    ) -> list[dict[str, Any]]:
+        """The containers carrying ``label`` (``key=value``), narrowed by extra ``filters``.
+
+        One engine call for all of them: the executor, its sweep and its disk watchdog never
+        inspect containers one by one to find out which are theirs.
+        """
+        query = {"label": label, **filters}
+        rows: list[dict[str, Any]] = await self.call(
+            what, lambda: self.api.containers(all=stopped_too, filters=query, size=size)
+        )
+        return rows
+
+    async def kill(self, container_id: str, signal: str) -> bool:
+        """Send ``signal``; False when the container was not running any more."""
+        try:
+            await self.call("kill container", lambda: self.api.kill(container_id, signal=signal))
+        except docker.errors.NotFound:
+            return False
+        except EngineError as exc:
+            if exc.status == 409:  # not running
+                return False
+            raise
+        return True
 
     @asynccontextmanager
     async def stream(

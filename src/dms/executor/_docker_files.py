@@ -2,10 +2,10 @@
 
 Go writes provision scripts to ``/tmp/nunet/init-<executionID>/``; we keep them under the
 executor's work dir so that :meth:`DockerExecutor.cleanup` finds them after a crash, and mark
-each directory with the executor that owns it (see :mod:`dms.executor._files`), because several
-executors may share one work dir. The ``init`` directory is 0700 (scripts may hold secrets) and
-is bind-mounted read-only at :data:`~dms.executor._docker_spec.INIT_DIR`; as in Go, an image
-whose ``USER`` is not root cannot read them.
+each directory with the executor that owns it (see :mod:`dms.executor._execution_dirs`),
+because several executors may share one work dir. The ``init`` directory is 0700 (scripts
+may hold secrets) and is bind-mounted read-only at :data:`~dms.executor._docker_spec.INIT_DIR`;
+as in Go, an image whose ``USER`` is not root cannot read them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dms.executor._docker_spec import INIT_DIR, INIT_WRAPPER, NAME, safe_name
-from dms.executor._files import (
+from dms.executor._execution_dirs import (
     LEGACY_OWNER_FILE,
     execution_dir,
     executions_root,

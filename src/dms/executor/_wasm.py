@@ -3,9 +3,11 @@
 It is the embedded default: it needs nothing but the ``wasmtime`` wheel, so every node can run
 allocations even without Docker.
 
-``params`` (see :mod:`dms.executor._wasm_spec`): ``module`` (required: an absolute ``.wasm`` /
-``.wat`` path, or an http(s) URL fetched into ``<work_dir>/wasm-modules/``), ``sha256`` (pins
-the module; checked before it is compiled), ``args`` (``argv[0]`` is the module's file name),
+``params`` (see :mod:`dms.executor._wasm_spec`): ``module`` (required: an http(s) URL fetched
+into ``<work_dir>/wasm-modules/``, an absolute ``.wasm``/``.wat`` path when host paths are
+allowed, or only the program's name when ``module_data`` carries the module inline, base64),
+``sha256`` (pins the module; required with ``module_data``; checked before it is compiled),
+``args`` (``argv[0]`` is the module's file name),
 ``env`` (mapping or ``NAME=value`` list), ``fuel`` (instruction budget → ``CPU_LIMIT``),
 ``timeout`` (wall-clock seconds → ``CPU_LIMIT``). ``resources.ram.size`` caps linear memory.
 
@@ -29,9 +31,10 @@ Node settings (``settings.extra``): ``wasm_max_concurrent`` (threads for running
 ``wasm_fetch_timeout`` (seconds for a whole download, 60), ``wasm_fetch_private_addresses``
 (fetch module URLs from loopback/private addresses too; off, so a deployer cannot make the node
 probe its own network; ``nunet executor run`` turns it on for the user's own specs),
-``wasm_module_dirs`` (when set, the
-only directories local module files may come from), ``wasm_compiled_cache_bytes`` (compiled
-artifacts kept in memory, 256 MiB).
+``wasm_allow_host_paths`` (run modules named by a path on this host; off, so a deployer
+can never make the node open a file of its choosing; ``nunet executor run`` turns it on),
+``wasm_module_dirs`` (when set, the only directories such module files may come from),
+``wasm_compiled_cache_bytes`` (compiled artifacts kept in memory, 256 MiB).
 
 Not enforced: ``resources.cpu`` (a module runs on one thread, so it never uses more than one
 core) and ``resources.disk`` (the sandbox and log files are not size-capped). Requests with
@@ -65,7 +68,7 @@ from dms.executor._errors import (
     ExecutorUnavailable,
     InvalidSpec,
 )
-from dms.executor._files import (
+from dms.executor._execution_dirs import (
     execution_dir,
     executions_root,
     owned_dirs,
@@ -81,7 +84,12 @@ from dms.executor._types import (
 )
 from dms.executor._wasm_logs import Stream, follow_logs, read_tail
 from dms.executor._wasm_result import Outcome, RunContext, StopReason, result_of
-from dms.executor._wasm_source import ModuleBytes, fetch_module, read_module_file
+from dms.executor._wasm_source import (
+    ModuleBytes,
+    fetch_module,
+    inline_module,
+    read_module_file,
+)
 from dms.executor._wasm_spec import WasmSpec, parse_spec
 
 if TYPE_CHECKING:
@@ -166,6 +174,7 @@ class WasmExecutor(Executor):
         self.max_module_bytes = int(extra.get("wasm_max_module_bytes", 64 * MiB))
         self.fetch_timeout = float(extra.get("wasm_fetch_timeout", 60.0))
         self.fetch_private = bool(extra.get("wasm_fetch_private_addresses", False))
+        self.allow_host_paths = extra.get("wasm_allow_host_paths", False) is True
         dirs = extra.get("wasm_module_dirs")
         self.module_dirs = None if dirs is None else tuple(Path(d) for d in dirs)
         self._compiled: CompiledModules | None = None
@@ -224,14 +233,22 @@ class WasmExecutor(Executor):
 
     # -- specs -------------------------------------------------------------------------------
 
+    def _parse(self, spec: SpecConfig) -> WasmSpec:
+        return parse_spec(
+            spec,
+            module_dirs=self.module_dirs,
+            allow_host_paths=self.allow_host_paths,
+            max_module_bytes=self.max_module_bytes,
+        )
+
     def validate(self, spec: SpecConfig) -> None:
-        parse_spec(spec, module_dirs=self.module_dirs)
+        self._parse(spec)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, request: ExecutionRequest) -> None:
         nursery = self.nursery
-        spec = parse_spec(request.spec, module_dirs=self.module_dirs)
+        spec = self._parse(request.spec)
         if request.provision_scripts:
             raise InvalidSpec("wasm execution: provision scripts need a shell; a module has none")
         if request.ports:
@@ -299,7 +316,9 @@ class WasmExecutor(Executor):
         """In a worker thread, everything before a run that touches the disk or the compiler
         (one thread hop): read a local module, get its compiled artifact, make the execution
         directory. Returns the artifact."""
-        if module is None:
+        if module is None and spec.is_inline:
+            module = inline_module(spec, limit=self.max_module_bytes)
+        elif module is None:
             module = read_module_file(spec, limit=self.max_module_bytes)
         artifact = compiled.artifact(module, fuel=spec.fuel is not None, source=spec.module)
         try:

@@ -1,4 +1,5 @@
-"""Getting a module's bytes: a local ``.wasm``/``.wat`` file, or an http(s) URL.
+"""Getting a module's bytes: inline in the spec, a local ``.wasm``/``.wat`` file, or an
+http(s) URL.
 
 Fetched modules land in a content-addressed cache (``<cache>/<sha256>.wasm``), so a spec that
 pins ``sha256`` runs from the cache without touching the network once the module has been
@@ -142,6 +143,18 @@ async def _fetch(url: str, *, limit: int, timeout: float, private_ok: bool = Fal
         reason = str(exc) or type(exc).__name__
         raise ImageUnavailable(f"cannot fetch wasm module {url}: {reason}") from None
     return b"".join(chunks)
+
+
+def inline_module(spec: WasmSpec, *, limit: int) -> ModuleBytes:
+    """The module carried in the spec (``module_data``), checked against its ``sha256`` again
+    (``parse_spec`` did already; this is the last look before the compiler)."""
+    if spec.data is None:
+        raise ImageUnavailable(f"wasm module {spec.module} has no inline data")
+    if len(spec.data) > limit:
+        raise _size_error(f"{spec.module} (inline)", limit)
+    if spec.sha256 is None:
+        raise ImageUnavailable(f"wasm module {spec.module}: inline data without a sha256 pin")
+    return _checked(spec.data, spec)
 
 
 def read_module_file(spec: WasmSpec, *, limit: int) -> ModuleBytes:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dms.node._deployment import install_deployment
+from dms.node._deployment_control import install_deployment_control
+from dms.node._edge import install_edge
 from dms.node._onboarding import install_onboarding
 from dms.node._peers import install_peers
 from dms.node._public import install_public
@@ -21,3 +24,6 @@ def install_behaviors(node: Node) -> None:
     install_public(node)
     install_peers(node)
     install_onboarding(node)
+    install_deployment(node)
+    install_deployment_control(node, node.deployments)
+    install_edge(node)

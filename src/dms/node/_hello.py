@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from dms.actor import ALLOWED_KEY_TYPES, Actor, Address, Handle
+from dms.actor import ALLOWED_KEY_TYPES, ROOT_INBOX, Actor, Address, Handle
 from dms.crypto import ID, PeerID, extract_public_key
 from dms.did import did_from_public_key
 from dms.errors import DMSError
@@ -68,7 +68,7 @@ def root_handle(peer_id: str) -> Handle:
     key = extract_public_key(PeerID.parse(peer_id))
     if key.key_type not in ALLOWED_KEY_TYPES:
         raise DMSError(f"peer {peer_id} has a {key.key_type.name} key, not an actor key")
-    return Handle(ID.from_public_key(key), did_from_public_key(key), Address(peer_id, "root"))
+    return Handle(ID.from_public_key(key), did_from_public_key(key), Address(peer_id, ROOT_INBOX))
 
 
 class HelloExchange:

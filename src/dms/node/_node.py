@@ -12,20 +12,28 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from dms.actor import Actor, SecurityContext
+from dms.actor import ROOT_INBOX, Actor, Handle, SecurityContext
 from dms.config import Config, GeneralConfig
 from dms.executor import ExecutorAvailability, ExecutorRegistry
 from dms.network import Network
 from dms.node._behaviors import install_behaviors
-from dms.node._hello import HELLO_DELAY, PEER_POLL_INTERVAL, HelloExchange
+from dms.node._deployment_control import Deployments
+from dms.node._hello import (
+    HELLO_DELAY,
+    PEER_POLL_INTERVAL,
+    ROOT_PROTOCOL,
+    HelloExchange,
+    root_handle,
+)
 from dms.resources import Location, ResourceManager, Resources, detect_machine
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
+
+    from dms.jobs import AllocationManager
+    from dms.node._deployment import DeploymentBehaviors
 else:
     from trio import TaskStatus
-
-ROOT_INBOX = "root"
 
 
 class Node:
@@ -59,6 +67,14 @@ class Node:
         self.started_at = 0.0
         #: Gossip topics the behaviours listen on (subscribed when the node runs).
         self.topics: set[str] = set()
+        #: This node's allocations and their executors (None: the node cannot deploy; the
+        #: daemon sets it, as does any test that deploys).
+        self.allocations: AllocationManager | None = None
+        #: The deployment behaviour group (set when the behaviours are installed).
+        self.deployment: DeploymentBehaviors | None = None
+        #: The orchestrators of the deployments this node's users asked for; the daemon gives
+        #: it a store (``deployments.repo``) so deployments outlive the process.
+        self.deployments = Deployments(self, None)
         self.hello = HelloExchange(
             self.actor, network, delay=hello_delay, poll_interval=peer_poll_interval
         )
@@ -102,6 +118,23 @@ class Node:
         known = ", ".join(f.name for f in await self.executor_availability())
         return f"unknown executor {name!r} (this node has: {known})"
 
+    def provider_candidates(self) -> list[str]:
+        """Connected peers that may be DMS providers (they speak the root actor protocol, or
+        their protocols are unknown), the ones we exchanged hello with first: whom an
+        orchestrator asks for bids directly."""
+        found = [
+            p.peer_id
+            for p in self.network.peers()
+            if p.peer_id != self.network.host_id
+            and (not p.protocols or ROOT_PROTOCOL in p.protocols)
+        ]
+        return sorted(found, key=lambda peer: not self.hello.exchanged(peer))
+
+    @staticmethod
+    def handle_of(peer_id: str) -> Handle:
+        """The handle of ``peer_id``'s root actor (derived from the key in its peer ID)."""
+        return root_handle(peer_id)
+
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the node actor and the hello exchange until cancelled."""
         self.started_at = time.time()
@@ -110,6 +143,7 @@ class Node:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.actor.run)
             await nursery.start(self.hello.run)
+            await nursery.start(self.deployments.run)
             task_status.started()
 
 

@@ -3,7 +3,7 @@
 Public API (everything else is private):
 
 * types: :class:`Resources`, :class:`CPU`, :class:`RAM`, :class:`Disk`, :class:`GPU`,
-  :class:`GPUVendor`, :class:`Comparison`;
+  :class:`GPUVendor`, :class:`Comparison`; :func:`round_cores` (Go's rounding of core counts);
 * arithmetic: :func:`add`, :func:`subtract`, :func:`compare` (also as ``Resources`` methods),
   :class:`ResourceError`;
 * units: :func:`parse_size`, :func:`parse_clock`, :func:`format_size`, :func:`format_clock`,
@@ -47,7 +47,7 @@ from dms.resources._manager import ResourceManager, shortfall, validate_onboardi
 from dms.resources._memory import detect_ram
 from dms.resources._ports import DEFAULT_PORT_RANGE, PortAllocator, port_is_free
 from dms.resources._tools import GPUReading, ProbeUnavailable
-from dms.resources._types import CPU, GPU, RAM, Disk, GPUVendor, Resources
+from dms.resources._types import CPU, GPU, RAM, Disk, GPUVendor, Resources, round_cores
 from dms.resources._units import (
     format_clock,
     format_size,
@@ -105,6 +105,7 @@ __all__ = [
     "probe_amd",
     "probe_intel",
     "probe_nvidia",
+    "round_cores",
     "scan_gpus",
     "shortfall",
     "split_gpu_list",

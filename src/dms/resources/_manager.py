@@ -22,12 +22,15 @@ Every method blocks (SQLite); from trio code call it through ``trio.to_thread.ru
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
 
+import trio
+
 from dms.db import Commitment, Database, OnboardingConfig, OnboardingRepo, ResourceRepo
-from dms.errors import InvalidInput
+from dms.errors import DMSError, InvalidInput
 from dms.resources._arith import add
 from dms.resources._detect import Usage
 from dms.resources._errors import ResourceError
@@ -35,6 +38,10 @@ from dms.resources._ports import PortAllocator
 from dms.resources._types import CPU, GPU, RAM, Disk, Resources, round_cores, to_float32
 from dms.resources._units import format_size
 
+log = logging.getLogger(__name__)
+
+#: How often lapsed commitments are released (seconds).
+EXPIRY_INTERVAL = 5.0
 #: RAM and VRAM may be onboarded between these fractions of the machine's.
 MIN_SHARE = 0.10
 MAX_SHARE = 0.90
@@ -299,6 +306,30 @@ class ResourceManager:
         with self._db.transaction():
             self.ports.release(alloc_id)
             return self._repo.release(alloc_id)
+
+    def commitment(self, alloc_id: str) -> Commitment | None:
+        """The live-or-lapsed commitment of ``alloc_id`` (None once allocated or released)."""
+        return self._repo.get_commitment(alloc_id)
+
+    async def run_expiry(self, interval: float = EXPIRY_INTERVAL) -> None:
+        """Release lapsed commitments every ``interval`` seconds until cancelled.
+
+        A commitment nobody allocated (the orchestrator died, or chose another provider) must
+        not hold this node's capacity past its TTL; this loop is what enforces it.
+        """
+        while True:
+            await trio.sleep(interval)
+            try:
+                lapsed = await trio.to_thread.run_sync(self.expire)
+            except DMSError as exc:
+                log.warning("could not expire resource commitments: %s", exc)
+                continue
+            for commitment in lapsed:
+                log.info(
+                    "released expired commitment of allocation %s (ensemble %s)",
+                    commitment.allocation_id,
+                    commitment.ensemble_id,
+                )
 
     def expire(self, now: int | None = None) -> list[Commitment]:
         """Delete commitments whose TTL has passed and free their ports; returns them."""

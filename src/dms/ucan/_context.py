@@ -96,6 +96,9 @@ class CapabilityContext:
         self._lock = threading.RLock()
         self._roots: list[DID] = list(dict.fromkeys(roots))
         self._require: _Tokens = list(require)
+        # Require anchors added while running (grants to supervisors and orchestrators): not in
+        # the .cap file, so a reload of the file must keep them.
+        self._runtime_require: _Tokens = []
         self._provide: _Tokens = list(provide)
         self._revoke: _Tokens = list(revoke)
         self._revoked = RevocationSet(self._revoke)
@@ -112,13 +115,18 @@ class CapabilityContext:
 
         A running DMS calls this when ``nunet cap anchor|remove`` changed its file, so new trust
         applies without a restart. Tokens consumed from peers are kept; they are re-checked
-        against the new anchors on every use.
+        against the new anchors on every use. Require anchors added at runtime with
+        :meth:`add_require` (grants to a supervisor or an orchestrator) are kept while live.
         """
         if view.did != self.did:
             raise CapabilityError(f"anchors for {view.did.uri} cannot replace {self.did.uri}'s")
         with self._lock:
             self._roots = list(dict.fromkeys(view.roots))
-            self._require = list(view.require.tokens)
+            self._runtime_require = self._live(self._runtime_require, self.clock())
+            require = list(view.require.tokens)
+            for token in self._runtime_require:
+                require = _merge(require, token)
+            self._require = require
             self._provide = list(view.provide.tokens)
             self._revoke = list(view.revoke.tokens)
             self._revoked = RevocationSet(self._revoke)
@@ -516,6 +524,8 @@ class CapabilityContext:
         with self._lock:
             for token in self._verified(tokens):
                 self._require = _merge(self._require, token)
+                live = self._live(self._runtime_require, self.clock())
+                self._runtime_require = [*live, token]
 
     def add_provide(self, tokens: Iterable[Token]) -> None:
         """Hold these tokens, granted to us, to chain from (each must verify and name us)."""
@@ -557,6 +567,7 @@ class CapabilityContext:
             before = len(self._roots) + len(self._require) + len(self._provide) + len(self._revoke)
             self._roots = [r for r in self._roots if r not in drop_roots]
             self._require = [t for t in self._require if t not in drop_require]
+            self._runtime_require = [t for t in self._runtime_require if t not in drop_require]
             self._provide = [t for t in self._provide if t not in drop_provide]
             if drop_revoke:
                 self._revoke = [t for t in self._revoke if t not in drop_revoke]

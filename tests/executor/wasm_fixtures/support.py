@@ -12,6 +12,9 @@ from dms.resources import RAM, Resources
 
 
 def make_executor(tmp_path: Path, **extra: Any) -> WasmExecutor:
+    """A wasm executor for tests that run module files: host paths allowed unless the test
+    says otherwise (``wasm_allow_host_paths=False``), as ``nunet executor run`` does."""
+    extra.setdefault("wasm_allow_host_paths", True)
     return WasmExecutor(
         ExecutorSettings(executor_id="test-wasm", work_dir=tmp_path / "work", extra=extra)
     )

@@ -1,4 +1,4 @@
-"""Execution directories shared by the executors (:mod:`dms.executor._files`)."""
+"""Execution directories shared by the executors (:mod:`dms.executor._execution_dirs`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dms.executor._docker_files import remove_execution_dir, remove_owned_dirs
 from dms.executor._docker_spec import safe_name
-from dms.executor._files import (
+from dms.executor._execution_dirs import (
     execution_dir,
     executions_root,
     owned_dirs,

@@ -1,0 +1,365 @@
+"""Deployment control: ``/dms/node/deployment/{new,list,status,manifest,logs,shutdown,prune}``
+and ``/dms/node/allocations/list`` (what this node runs as a provider).
+
+What a user's CLI invokes on their own DMS (Go's ``behaviors_deployment.go``): ``new`` creates
+an orchestrator (a child actor, see :mod:`dms.orchestrator`) and answers at once with the ensemble
+ID, as Go does; the orchestrator then deploys until the request's expiry minus 15 s. The other
+behaviours read the orchestrators this process runs and, for deployments of an earlier run, the
+store. Any unambiguous prefix of an ensemble ID names it.
+
+Payloads are Go's; our additions sit beside Go's keys (which a Go CLI ignores): ``status``
+adds ``Explanation`` (why it could not be placed), ``Events`` and ``Allocations``; ``logs``
+adds the output itself (``Stdout``/``Stderr``) to Go's ``LogsWrittenTo``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from dms import gojson
+from dms.actor import Envelope
+from dms.crypto import marshal_private_key
+from dms.db import DeploymentRecord, DeploymentRepo
+from dms.errors import DMSError, InvalidInput, NotFound
+from dms.jobs import Ensemble
+from dms.node._payloads import RequestError, request_object
+from dms.node._reply import send_reply
+from dms.orchestrator import (
+    DEADLINE_MARGIN,
+    MIN_REQUEST_LIFETIME,
+    DeploymentStatus,
+    EnsembleManifest,
+    Orchestrator,
+    OrchestratorSettings,
+    snapshot_fields,
+)
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from dms.node._node import Node
+else:
+    from trio import TaskStatus
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENT_NEW = "/dms/node/deployment/new"
+DEPLOYMENT_LIST = "/dms/node/deployment/list"
+DEPLOYMENT_STATUS = "/dms/node/deployment/status"
+DEPLOYMENT_MANIFEST = "/dms/node/deployment/manifest"
+DEPLOYMENT_LOGS = "/dms/node/deployment/logs"
+DEPLOYMENT_SHUTDOWN = "/dms/node/deployment/shutdown"
+DEPLOYMENT_PRUNE = "/dms/node/deployment/prune"
+ALLOCATIONS_LIST = "/dms/node/allocations/list"
+
+
+def _text(obj: Mapping[str, Any], *keys: str) -> str:
+    folded = {str(k).lower(): v for k, v in obj.items()}
+    for key in keys:
+        value = folded.get(key.lower())
+        if value is not None:
+            if not isinstance(value, str):
+                raise RequestError(f"{key} must be a string")
+            return value
+    return ""
+
+
+class Deployments:
+    """The orchestrators of this node, by ensemble ID, and the store's record of the rest."""
+
+    def __init__(
+        self, node: Node, repo: DeploymentRepo | None, settings: OrchestratorSettings | None = None
+    ) -> None:
+        self.node = node
+        self.repo = repo
+        self.settings = settings or OrchestratorSettings()
+        self.live: dict[str, Orchestrator] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the orchestrators' tasks until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    # -- store ---------------------------------------------------------------------------
+
+    async def _persist(self, orch: Orchestrator) -> None:
+        if self.repo is None:
+            return
+        record = DeploymentRecord(
+            orchestrator_id=orch.id,
+            ensemble_id=orch.ensemble_id,
+            config=orch.ensemble.to_json().decode(),
+            manifest=orch.manifest.to_json().decode(),
+            status=int(orch.status),
+            snapshot=orch.snapshot(),
+            private_key=marshal_private_key(orch.key),
+            metadata=dict(orch.ensemble.metadata),
+        )
+        try:
+            await trio.to_thread.run_sync(self.repo.save, record)
+        except DMSError as exc:
+            log.warning("deployment %s not saved: %s", orch.id[:12], exc)
+
+    async def _records(self) -> list[DeploymentRecord]:
+        if self.repo is None:
+            return []
+        repo = self.repo
+        return await trio.to_thread.run_sync(repo.list)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    async def resolve(self, prefix: str) -> str:
+        """The full ensemble ID that ``prefix`` names (live or stored)."""
+        prefix = prefix.strip()
+        if not prefix:
+            raise InvalidInput("no deployment ID given")
+        ids = set(self.live) | {r.ensemble_id for r in await self._records()}
+        found = sorted(i for i in ids if i.startswith(prefix))
+        if not found:
+            raise NotFound(f"no deployment {prefix}")
+        if len(found) > 1:
+            raise InvalidInput(
+                f"deployment ID {prefix} is ambiguous: it starts {len(found)} deployments"
+            )
+        return found[0]
+
+    async def record(self, ensemble_id: str) -> DeploymentRecord | None:
+        if self.repo is None:
+            return None
+        return await trio.to_thread.run_sync(self.repo.get_by_ensemble, ensemble_id)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    async def new(self, ensemble: Ensemble, expire_ns: int) -> Orchestrator:
+        """Create and start an orchestrator for ``ensemble`` (deploying until the expiry)."""
+        if self._nursery is None:
+            raise DMSError("the node is not running deployments")
+        lifetime = (expire_ns - time.time_ns()) / 1e9
+        if lifetime < MIN_REQUEST_LIFETIME:
+            raise InvalidInput(
+                f"the deployment request expires in {lifetime:.0f} s: give it at least "
+                f"{MIN_REQUEST_LIFETIME:.0f} s (e.g. --timeout 5m)"
+            )
+        orch = Orchestrator(
+            self.node.actor,
+            ensemble,
+            persist=self._persist,
+            candidates=self.node.provider_candidates,
+            handle_of=self.node.handle_of,
+            settings=self.settings,
+        )
+        self.live[orch.id] = orch
+        deadline = trio.current_time() + lifetime - DEADLINE_MARGIN
+        await self._nursery.start(orch.run, deadline)
+        return orch
+
+
+def _status_reply(status: str, error: str, extra: Mapping[str, Any] | None = None) -> Any:
+    out = gojson.Struct(Status=status, Error=error)
+    out.update(extra or {})
+    return out
+
+
+def install_deployment_control(node: Node, deployments: Deployments) -> None:
+    """Register the ``/dms/node/deployment/*`` behaviours on ``node``."""
+
+    async def new(env: Envelope) -> None:
+        try:
+            obj = request_object(env)
+            folded = {str(k).lower(): v for k, v in obj.items()}
+            ensemble = Ensemble.from_json(folded.get("ensemble"))
+            orch = await deployments.new(ensemble, env.options.expire)
+        except DMSError as exc:
+            await send_reply(
+                node, env, gojson.Struct(Status="ERROR", EnsembleID="", Error=str(exc))
+            )
+            return
+        await send_reply(node, env, gojson.Struct(Status="OK", EnsembleID=orch.id, Error=""))
+
+    async def list_(env: Envelope) -> None:
+        try:
+            obj = request_object(env) if env.message else {}
+            folded = {str(k).lower(): v for k, v in obj.items()}
+            wanted = folded.get("metadata") or {}
+            if not isinstance(wanted, Mapping):
+                raise RequestError("Metadata must be an object")
+            out: dict[str, str] = {}
+            for record in await deployments._records():
+                if all(record.metadata.get(k) == v for k, v in wanted.items()):
+                    out[record.ensemble_id] = DeploymentStatus(record.status).label
+            for eid, orch in deployments.live.items():
+                if all(orch.ensemble.metadata.get(k) == v for k, v in wanted.items()):
+                    out[eid] = orch.status.label
+        except DMSError as exc:
+            await send_reply(node, env, gojson.Struct(Deployments={}, Error=str(exc)))
+            return
+        await send_reply(node, env, gojson.Struct(Deployments=out, Error=""))
+
+    async def status(env: Envelope) -> None:
+        try:
+            eid = await deployments.resolve(_text(request_object(env), "ID", "EnsembleID"))
+            orch = deployments.live.get(eid)
+            if orch is not None:
+                extra = {"EnsembleID": eid, "Reason": orch.error, **orch.status_payload()}
+                await send_reply(node, env, _status_reply(orch.status.label, "", extra))
+                return
+            record = await deployments.record(eid)
+            if record is None:
+                raise NotFound(f"no deployment {eid}")
+            snap = snapshot_fields(record.snapshot)
+            extra = {
+                "EnsembleID": eid,
+                "Reason": snap.get("error", ""),
+                "Explanation": snap.get("explanation") or [],
+                "Events": snap.get("events") or [],
+            }
+            label = DeploymentStatus(record.status).label
+            await send_reply(node, env, _status_reply(label, "", extra))
+        except DMSError as exc:
+            await send_reply(node, env, _status_reply("", str(exc)))
+
+    async def manifest(env: Envelope) -> None:
+        try:
+            eid = await deployments.resolve(_text(request_object(env), "ID", "EnsembleID"))
+            orch = deployments.live.get(eid)
+            if orch is not None:
+                found = orch.manifest
+            else:
+                record = await deployments.record(eid)
+                if record is None:
+                    raise NotFound(f"no deployment {eid}")
+                found = EnsembleManifest.from_json(gojson_loads(record.manifest))
+        except DMSError as exc:
+            await send_reply(node, env, gojson.Struct(manifest=None, error=str(exc)))
+            return
+        await send_reply(node, env, gojson.Struct(manifest=found, error=""))
+
+    async def logs(env: Envelope) -> None:
+        try:
+            obj = request_object(env)
+            eid = await deployments.resolve(_text(obj, "EnsembleID", "ID"))
+            name = _text(obj, "AllocationName")
+            orch = deployments.live.get(eid)
+            if orch is None:
+                raise NotFound(f"deployment {eid[:12]} is not run by this DMS process any more")
+            names = [name] if name else sorted(orch.manifest.allocations)
+            base = Path(node.config.general.work_dir) / "deployments" / eid
+            outputs: dict[str, Any] = {}
+            for alloc in names:
+                output = await orch.fetch_logs(alloc)
+                folder = base / alloc
+                await trio.to_thread.run_sync(_write_logs, folder, output.stdout, output.stderr)
+                outputs[alloc] = gojson.Struct(Stdout=output.stdout, Stderr=output.stderr)
+        except DMSError as exc:
+            await send_reply(node, env, gojson.Struct(LogsWrittenTo="", Error=str(exc)))
+            return
+        written = str(base / name) if name else str(base)
+        reply = gojson.Struct(LogsWrittenTo=written, Error="", Allocations=outputs)
+        await send_reply(node, env, reply)
+
+    async def shutdown(env: Envelope) -> None:
+        try:
+            eid = await deployments.resolve(_text(request_object(env), "ID", "EnsembleID"))
+            orch = deployments.live.get(eid)
+            if orch is None:
+                raise NotFound(f"deployment {eid[:12]} is not run by this DMS process")
+            if orch.status.terminal:
+                raise InvalidInput(f"deployment {eid[:12]} has already ended ({orch.status.label})")
+            orch.request_shutdown()
+            with trio.move_on_at(_reply_deadline(env)):
+                await orch.wait_ended()
+            ok = orch.status.terminal
+            error = "" if ok else "still shutting down"
+        except DMSError as exc:
+            ok, error = False, str(exc)
+        await send_reply(node, env, gojson.Struct(OK=ok, Error=error))
+
+    async def prune(env: Envelope) -> None:
+        try:
+            obj = request_object(env) if env.message else {}
+            prefix = _text(obj, "ID")
+            pruned = 0
+            terminal = [int(DeploymentStatus.FAILED), int(DeploymentStatus.COMPLETED)]
+            if prefix:
+                eid = await deployments.resolve(prefix)
+                orch = deployments.live.get(eid)
+                if orch is not None and not orch.status.terminal:
+                    raise InvalidInput(
+                        f"deployment {eid[:12]} is {orch.status.label}: shut it down first"
+                    )
+                repo = deployments.repo
+                if repo is not None:
+                    record = await deployments.record(eid)
+                    if record is not None and record.status not in terminal:
+                        raise InvalidInput(f"deployment {eid[:12]} has not ended")
+                    if record is not None:
+                        pruned += await trio.to_thread.run_sync(repo.delete, record.orchestrator_id)
+                deployments.live.pop(eid, None)
+            else:
+                for eid in [e for e, o in deployments.live.items() if o.status.terminal]:
+                    del deployments.live[eid]
+                repo = deployments.repo
+                if repo is not None:
+                    pruned = await trio.to_thread.run_sync(
+                        lambda: repo.prune(time.time_ns() + 1, statuses=terminal)
+                    )
+        except DMSError as exc:
+            await send_reply(node, env, gojson.Struct(Pruned=0, Error=str(exc)))
+            return
+        await send_reply(node, env, gojson.Struct(Pruned=int(pruned), Error=""))
+
+    async def allocations(env: Envelope) -> None:
+        manager = node.allocations
+        rows = [
+            gojson.Struct(
+                id=a.id,
+                ensemble_id=a.ensemble_id,
+                name=a.name,
+                executor=a.config.executor,
+                status=a.status,
+                orchestrator=a.orchestrator.address.host,
+                ports={str(k): v for k, v in a.ports.items()},
+            )
+            for a in (manager.allocations() if manager is not None else [])
+        ]
+        error = "" if manager is not None else "this node runs no allocations"
+        await send_reply(node, env, gojson.Struct(Allocations=rows, Error=error))
+
+    node.actor.add_behavior(ALLOCATIONS_LIST, allocations)
+    node.actor.add_behavior(DEPLOYMENT_NEW, new)
+    node.actor.add_behavior(DEPLOYMENT_LIST, list_)
+    node.actor.add_behavior(DEPLOYMENT_STATUS, status)
+    node.actor.add_behavior(DEPLOYMENT_MANIFEST, manifest)
+    node.actor.add_behavior(DEPLOYMENT_LOGS, logs)
+    node.actor.add_behavior(DEPLOYMENT_SHUTDOWN, shutdown)
+    node.actor.add_behavior(DEPLOYMENT_PRUNE, prune)
+
+
+def gojson_loads(text: str) -> Any:
+    """JSON text from the store (written by us, so plain ``json`` reads it)."""
+    import json
+
+    return json.loads(text)
+
+
+def _reply_deadline(env: Envelope) -> float:
+    remaining = (env.options.expire - time.time_ns()) / 1e9 - 1.0
+    return trio.current_time() + max(0.0, remaining)
+
+
+def _write_logs(folder: Path, stdout: bytes, stderr: bytes) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "stdout.log").write_bytes(stdout)
+    (folder / "stderr.log").write_bytes(stderr)
