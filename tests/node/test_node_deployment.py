@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -273,10 +274,15 @@ async def test_explain_bids_and_declines_say_why(
     # One record for the ensemble holds every bid made.
     record = await trio.to_thread.run_sync(BidRepo(provider.store).get, "ens-1")
     assert record is not None and '"Nodes":["fits","also"]' in record.bid
-    # The same nonce again is answered with "busy" (Go: silence); nothing else changes.
+    # The same nonce again (a broadcast copy of a direct request) is not answered twice: a
+    # request with a fresh nonce, sent after it, is the next thing answered.
     await orch.request(provider.handle, request)
+    await orch.request(provider.handle, replace(request, nonce=request.nonce + 1))
     again = await orch.answers(len(nodes))
-    assert {a.reason for a in again if isinstance(a, BidDecline)} == {"busy"}
+    assert {a.node_id for a in again} == {n.node_id for n in nodes}
+    with trio.move_on_after(0.3):
+        extra = await orch.replies.receive()
+        raise AssertionError(f"answered the repeated nonce: {extra.decode_payload()}")
 
 
 async def test_go_style_one_bid_and_silent_broadcast_on_own_node(

@@ -13,7 +13,8 @@
   the orchestrator that asked for it; reserves the resources under a TTL and leases the public
   ports (released again if the commit fails). ``/dms/deployment/revert`` releases (idempotent);
   ``/dms/deployment/allocate`` turns commitments into allocation actors and answers their
-  handles, undoing everything on any failure.
+  handles and the public ports leased for them (ours, so the orchestrator's manifest names a
+  dynamic port's real number), undoing everything on any failure.
 
 The orchestrator invokes the allocations afterwards; each allocation grants it its behaviours
 (see :mod:`dms.jobs._allocation`).
@@ -160,10 +161,7 @@ class DeploymentBehaviors:
                 reason, detail = refusal
                 declines.append(self._decline(request.id, wanted.node_id, reason, detail, free))
         if bids and not await self._remember(manager, env, request, bids):
-            if explain:
-                await self._decline_all(
-                    env, request, "busy", f"already bid for ensemble {request.id}"
-                )
+            # The same request again (its broadcast copy after the direct one): answered.
             return
         for bid in bids:
             await send_reply(node, env, bid)
@@ -242,16 +240,20 @@ class DeploymentBehaviors:
             now = time.time_ns()
             old = repo.get(request.id, now=now)
             nodes: list[str] = []
+            nonces: list[int] = []
             if old is not None:
                 state = json.loads(old.bid)
-                if state.get("Nonce") == request.nonce:
-                    return False
+                nonces = list(state.get("Nonces") or [state.get("Nonce")])
+                if request.nonce in nonces:
+                    return False  # answered already (messages may arrive out of order)
                 nodes = list(state.get("Nodes", []))
                 repo.delete(request.id)
+            nonces.append(request.nonce)
             nodes += [b.node_id for b in bids if b.node_id not in nodes]
             state = gojson.Struct(
                 Orchestrator=env.from_,
                 Nonce=request.nonce,
+                Nonces=nonces,
                 Nodes=nodes,
                 Bids=list(bids),
             )

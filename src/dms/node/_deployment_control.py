@@ -81,6 +81,9 @@ class Deployments:
         self.settings = settings or OrchestratorSettings()
         self.live: dict[str, Orchestrator] = {}
         self._nursery: trio.Nursery | None = None
+        # Saves run in worker threads; unserialised, two of them (a status change and an
+        # allocation's report) could land in either order and leave an older state stored.
+        self._save_lock = trio.Lock()
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the orchestrators' tasks until cancelled."""
@@ -95,22 +98,26 @@ class Deployments:
     # -- store ---------------------------------------------------------------------------
 
     async def _persist(self, orch: Orchestrator) -> None:
-        if self.repo is None:
+        """Store ``orch``'s state as it is when the previous save has finished (so the last
+        save always holds the latest state)."""
+        repo = self.repo
+        if repo is None:
             return
-        record = DeploymentRecord(
-            orchestrator_id=orch.id,
-            ensemble_id=orch.ensemble_id,
-            config=orch.ensemble.to_json().decode(),
-            manifest=orch.manifest.to_json().decode(),
-            status=int(orch.status),
-            snapshot=orch.snapshot(),
-            private_key=marshal_private_key(orch.key),
-            metadata=dict(orch.ensemble.metadata),
-        )
-        try:
-            await trio.to_thread.run_sync(self.repo.save, record)
-        except DMSError as exc:
-            log.warning("deployment %s not saved: %s", orch.id[:12], exc)
+        async with self._save_lock:
+            record = DeploymentRecord(
+                orchestrator_id=orch.id,
+                ensemble_id=orch.ensemble_id,
+                config=orch.ensemble.to_json().decode(),
+                manifest=orch.manifest.to_json().decode(),
+                status=int(orch.status),
+                snapshot=orch.snapshot(),
+                private_key=marshal_private_key(orch.key),
+                metadata=dict(orch.ensemble.metadata),
+            )
+            try:
+                await trio.to_thread.run_sync(repo.save, record)
+            except DMSError as exc:
+                log.warning("deployment %s not saved: %s", orch.id[:12], exc)
 
     async def _records(self) -> list[DeploymentRecord]:
         if self.repo is None:
@@ -125,6 +132,8 @@ class Deployments:
         prefix = prefix.strip()
         if not prefix:
             raise InvalidInput("no deployment ID given")
+        if prefix in self.live:
+            return prefix  # a whole ID (every poll of `nunet deploy`): no store scan
         ids = set(self.live) | {r.ensemble_id for r in await self._records()}
         found = sorted(i for i in ids if i.startswith(prefix))
         if not found:

@@ -66,8 +66,17 @@ class BiddingSettings:
     window: float = 5.0
     #: Lifetime of one request message.
     request_timeout: float = 10.0
-    #: At most this many known providers are asked directly (pinned peers always are).
+    #: Known providers asked directly per ensemble node, and at most in all (pinned peers
+    #: always are); the broadcast reaches everyone else. Every direct request costs a
+    #: signature here and a verification and answer there, so it scales with the ensemble,
+    #: not with the network.
+    direct_per_node: int = 4
     max_direct: int = 64
+    #: Once every node has this many offers, better bids are not worth the grace period.
+    enough_offers: int = 3
+    #: With at least ``direct_per_node`` known providers per node asked directly, the
+    #: broadcast waits this long for their answers to place the ensemble first.
+    broadcast_delay: float = 0.5
 
 
 @dataclass
@@ -187,6 +196,9 @@ class Round:
     direct: list[str]
     timeout: float
     failed_sends: set[str] = field(default_factory=set)
+    #: Trio time the broadcast goes out if the direct answers have not placed the ensemble.
+    broadcast_due: float = 0.0
+    broadcast_started: bool = False
     broadcast_at: float = 0.0
 
 
@@ -224,15 +236,28 @@ async def _broadcast(
     round_.broadcast_at = trio.current_time()
 
 
+def _enough(book: BidBook, nodes: Sequence[str], wanted: int) -> bool:
+    """Every node has at least ``wanted`` offers: the best of them is good enough."""
+    counts = dict.fromkeys(nodes, 0)
+    for _, node in book.offers:
+        if node in counts:
+            counts[node] += 1
+    return all(n >= wanted for n in counts.values())
+
+
+def _direct_answered(book: BidBook, round_: Round, nodes: Sequence[str]) -> bool:
+    """Every directly asked peer answered every node (or could not be reached)."""
+    wanted = set(nodes)
+    return all(
+        peer in round_.failed_sends or wanted <= book.answered(peer) for peer in round_.direct
+    )
+
+
 def _settled(book: BidBook, round_: Round, nodes: Sequence[str], now: float, quiet: float) -> bool:
     """Every direct peer answered every node (or could not be reached), and the broadcast
     had its quiet period: no answer we can still expect would change the outcome."""
-    wanted = set(nodes)
-    for peer in round_.direct:
-        if peer in round_.failed_sends:
-            continue
-        if not wanted <= book.answered(peer):
-            return False
+    if not _direct_answered(book, round_, nodes):
+        return False
     return bool(round_.broadcast_at) and now >= round_.broadcast_at + quiet
 
 
@@ -250,10 +275,15 @@ async def run_round(
     settings: BiddingSettings,
     deadline: float,
     progress: Callable[[str], None],
+    broadcast_delay: float = 0.0,
 ) -> Match:
     """Ask for bids and return the best match (placement or explanation) of this round.
 
-    ``deadline`` is trio time; ``progress`` receives one-line progress reports.
+    ``deadline`` is trio time; ``progress`` receives one-line progress reports. The broadcast
+    goes out after ``broadcast_delay`` seconds, or as soon as the direct answers are all in
+    without a placement, and not at all when they place the ensemble first: asking a large
+    network costs every provider a verification and the orchestrator one per answer, so it
+    is only done when the providers we know are not enough.
     """
     round_ = Round(request=request, direct=direct, timeout=settings.request_timeout)
     nodes = [r.node_id for r in request.requests]
@@ -264,11 +294,18 @@ async def run_round(
     async with trio.open_nursery() as nursery:
         for peer in direct:
             nursery.start_soon(_send_direct, actor, handle_of(peer), request, round_, book)
-        nursery.start_soon(_broadcast, actor, request, settings, round_)
+        round_.broadcast_due = started + broadcast_delay
         ready_at: float | None = None
         while True:
             now = trio.current_time()
             result = await _match(demands, book, edges, excluded, edge_book)
+            if not round_.broadcast_started and (
+                now >= round_.broadcast_due
+                or (result.placement is None and _direct_answered(book, round_, nodes))
+            ):
+                round_.broadcast_started = True
+                progress("asking the whole network (broadcast)")
+                nursery.start_soon(_broadcast, actor, request, settings, round_)
             if len(book.offers) != reported:
                 reported = len(book.offers)
                 peers = {p for p, _ in book.bids} | {p for p, _ in book.declines}
@@ -282,10 +319,15 @@ async def run_round(
             if result.placement is not None:
                 if ready_at is None:
                     ready_at = now + settings.grace
-                if now >= ready_at or _settled(book, round_, nodes, now, 0.0):
+                all_in = _direct_answered(book, round_, nodes) and (
+                    not round_.broadcast_started or bool(round_.broadcast_at)
+                )
+                if now >= ready_at or all_in or _enough(book, nodes, settings.enough_offers):
                     nursery.cancel_scope.cancel()
                     return result
                 wake = ready_at
+                if not round_.broadcast_started:
+                    wake = min(wake, round_.broadcast_due)
             else:
                 if _settled(book, round_, nodes, now, settings.quiet):
                     nursery.cancel_scope.cancel()
@@ -297,6 +339,8 @@ async def run_round(
                 wake = min(silent_until, deadline)
                 if round_.broadcast_at:
                     wake = min(wake, max(now, round_.broadcast_at + settings.quiet) + 0.01)
+                if not round_.broadcast_started:
+                    wake = min(wake, round_.broadcast_due)
             await book.wait_change(min(wake, deadline))
             if trio.current_time() >= deadline:
                 nursery.cancel_scope.cancel()

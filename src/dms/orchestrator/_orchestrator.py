@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -160,7 +161,7 @@ class Orchestrator:
         self._excluded: set[str] = set(ensemble.exclude_peers)
         self._nonce = 0
         self._changed = trio.Event()
-        self._stop = trio.Event()
+        self._wake = trio.Event()
         self._ended = trio.Event()
         #: Set when every task ended and the deployment is being wound up (once only).
         self._finishing = False
@@ -183,6 +184,7 @@ class Orchestrator:
         await self._persist(self)
         if status.terminal:
             self._ended.set()
+            self._wake.set()
 
     def snapshot(self) -> str:
         """The store's ``snapshot``: events, explanation and error (JSON text)."""
@@ -215,8 +217,11 @@ class Orchestrator:
             except DMSError as exc:
                 await self._fail(str(exc))
             if not self.status.terminal:
-                await self._stop.wait()
-                await self._shutdown()
+                await self._wake.wait()  # shut down, or ended by its tasks
+                if not self.status.terminal:
+                    await self._shutdown()
+            # Ended: the actor goes (its inbox and grants with it); status, manifest and
+            # outputs stay on this object and in the store.
             nursery.cancel_scope.cancel()
 
     async def _on_bid(self, env: Envelope) -> None:
@@ -293,8 +298,13 @@ class Orchestrator:
         )
         pinned = {d.peer for d in self._demands.values() if d.peer}
         known = [p for p in self._candidates() if p not in self._excluded and p not in pinned]
-        direct = sorted(pinned - self._excluded) + known[: self.settings.bidding.max_direct]
-        self._event(f"asking {len(direct)} known providers and the network for bids")
+        bidding = self.settings.bidding
+        limit = min(bidding.max_direct, bidding.direct_per_node * len(nodes))
+        # A random sample of the known providers (those we exchanged hello with come first
+        # in ``known``; sampling keeps every orchestrator from asking the same few peers).
+        chosen = known if len(known) <= limit else random.sample(known, limit)
+        direct = sorted(pinned - self._excluded) + chosen
+        self._event(f"asking {len(direct)} of {len(known) + len(pinned)} known providers for bids")
         return await run_round(
             self.actor,
             self._book,
@@ -308,6 +318,7 @@ class Orchestrator:
             settings=self.settings.bidding,
             deadline=deadline,
             progress=self._event,
+            broadcast_delay=bidding.broadcast_delay if len(known) >= limit else 0.0,
         )
 
     async def _measure_edge(self, a: str, b: str, edge: Edge) -> bool:
@@ -487,7 +498,7 @@ class Orchestrator:
 
     def request_shutdown(self) -> None:
         """Ask the running deployment to stop every allocation (see :meth:`run`)."""
-        self._stop.set()
+        self._wake.set()
 
     async def _shutdown(self) -> None:
         await self._set_status(DeploymentStatus.SHUTTING_DOWN, "stopping every allocation")
