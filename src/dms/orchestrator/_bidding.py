@@ -236,6 +236,10 @@ async def _broadcast(
     round_.broadcast_at = trio.current_time()
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _enough(book: BidBook, nodes: Sequence[str], wanted: int) -> bool:
     """Every node has at least ``wanted`` offers: the best of them is good enough."""
     counts = dict.fromkeys(nodes, 0)
@@ -290,7 +294,7 @@ async def run_round(
     demands = list(book.demands.values())
     started = trio.current_time()
     book.last_change = started
-    reported = -1
+    reported = 0
     async with trio.open_nursery() as nursery:
         for peer in direct:
             nursery.start_soon(_send_direct, actor, handle_of(peer), request, round_, book)
@@ -306,12 +310,13 @@ async def run_round(
                 round_.broadcast_started = True
                 progress("asking the whole network (broadcast)")
                 nursery.start_soon(_broadcast, actor, request, settings, round_)
-            if len(book.offers) != reported:
-                reported = len(book.offers)
+            answers = len(book.bids) + len(book.declines)
+            if answers != reported:
+                reported = answers
                 peers = {p for p, _ in book.bids} | {p for p, _ in book.declines}
                 progress(
-                    f"{len(peers)} providers answered: {len(book.bids)} bids, "
-                    f"{len(book.declines)} declines"
+                    f"{_count(len(peers), 'provider')} answered: {_count(len(book.bids), 'bid')}, "
+                    f"{_count(len(book.declines), 'decline')}"
                 )
             if result.placement is not None and result.unmeasured:
                 await _measure(result, measure, edge_book, deadline)
