@@ -278,3 +278,40 @@ async def test_new_inbox_is_announced_and_reused() -> None:
             await a.send(b.host_id, "alloc-1", b"%d" % i, timeout=5)
         await wait_for(lambda: len(got) == 5)
         assert opened == [[REUSE_PROTOCOL]]
+
+
+async def test_short_lived_inboxes_are_not_pushed_but_lasting_ones_are() -> None:
+    """A reply inbox that lives for one request (every REST call makes one) must not cost a
+    protocol push to every peer; one that lasts is announced, and so is its removal."""
+    a, b = new_net(), new_net()
+    async with running(a, b):
+        await a.connect(b.listen_addresses()[0])
+        await wait_identified(a, b)
+        await wait_identified(b, a)
+        pushes: list[object] = []
+        original = b._push_identify
+
+        async def counting_push(peer: object) -> None:
+            pushes.append(peer)
+            await original(peer)  # type: ignore[arg-type]
+
+        b._push_identify = counting_push  # type: ignore[method-assign]
+        _, handler = collector()
+        for i in range(20):  # 20 inboxes of 5 ms, one every 10 ms: none lasts a window
+            b.register_inbox(f"user-{i}", handler)
+            await trio.sleep(0.005)
+            b.unregister_inbox(f"user-{i}")
+            await trio.sleep(0.005)
+        await trio.sleep(0.2)  # two batch windows after the last one
+        assert pushes == []
+        store = a._host.get_peerstore()
+
+        def announced() -> bool:
+            return go_protocol("orchestrator") in set(store.get_protocols(b._host.get_id()))
+
+        b.register_inbox("orchestrator", handler)
+        await wait_for(announced, timeout=5)
+        assert len(pushes) == 1
+        b.unregister_inbox("orchestrator")
+        await wait_for(lambda: not announced(), timeout=5)
+        assert len(pushes) == 2

@@ -274,11 +274,28 @@ class Libp2pNetwork(Network):
         exist), so a fresh inbox must be announced or it costs a new stream per message. Only
         peers that speak the reuse protocol benefit, so only they get the push; each push is
         bounded (the library's own push has no deadline).
+
+        A push goes out only when the set of inboxes that lived through a whole batch window
+        differs from the last one pushed. A REST reply inbox lives for one request (a few ms),
+        so a client polling every 50 ms made every window "changed", and pushing to every peer
+        cost us and each peer a stream, a signed record and a parse per request: O(peers) per
+        request, 18 % of node0's CPU during a deployment with 100 peers. Such an inbox is never
+        announced now (its one reply takes the Go protocol, as before the push reached the
+        sender); an inbox registered during a window is examined again in the next one (its
+        registration set the fresh event), so a lasting inbox is announced after 50-100 ms.
+        Peers that connect between pushes get the current list from identify on connect.
         """
+        announced: frozenset[str] = frozenset()  # as if nothing was announced yet
         while True:
             await self._inboxes_changed.wait()
+            self._inboxes_changed = trio.Event()  # changes from now on: the next window
+            before = frozenset(self._inboxes)
             await trio.sleep(0.05)  # batch a burst of registrations
-            self._inboxes_changed = trio.Event()
+            now = frozenset(self._inboxes)
+            target = now & (announced | before)  # drop the gone; add those that lasted
+            if target == announced:
+                continue
+            announced = target
             store = self._host.get_peerstore()
             async with trio.open_nursery() as nursery:
                 for peer in self._host.get_connected_peers():
