@@ -15,7 +15,7 @@ import logging
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import trio
 import typer
@@ -34,7 +34,9 @@ from dms.executor import (
     LogChunk,
     Termination,
 )
-from dms.jobs import LocalAllocation, exit_status, load_allocation, run_allocation
+
+if TYPE_CHECKING:
+    from dms.jobs import LocalAllocation
 
 app = typer.Typer(no_args_is_help=True, help="Run allocations on this machine's executors.")
 
@@ -114,6 +116,8 @@ def run(
     ] = False,
 ) -> None:
     """Run one allocation here, with its resource limits, and stream its output."""
+    from dms.jobs import exit_status, load_allocation, run_allocation  # only this command
+
     try:
         text = file.read_text()
     except OSError as exc:

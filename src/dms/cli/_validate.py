@@ -9,30 +9,25 @@ Local WASM modules are read as ``nunet deploy`` would send them (size cap, pinne
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dms import gojson
-from dms.errors import InvalidInput
-from dms.jobs import Ensemble, EnsembleInvalid, Problem, inline_local_modules, load_ensemble
+
+if TYPE_CHECKING:
+    from dms.jobs import Ensemble, Problem
 
 
 def check_ensemble(file: Path) -> tuple[Ensemble | None, list[Problem]]:
-    """The ensemble in ``file`` with its local WASM modules inlined (as ``nunet deploy`` sends
-    it), or None and every problem; an unreadable file raises :class:`InvalidInput`."""
+    """The ensemble in ``file`` as ``nunet deploy`` sends it, or None and every problem; an
+    unreadable file raises :class:`~dms.errors.InvalidInput`."""
+    from dms.jobs import EnsembleInvalid, load_ensemble_file  # loaded only when used
+
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"cannot read {file}: not UTF-8 text") from None
-    base_dir = file.resolve().parent
-    try:
-        ensemble = inline_local_modules(load_ensemble(text, base_dir=base_dir), base_dir)
+        return load_ensemble_file(file), []
     except EnsembleInvalid as exc:
         return None, exc.problems
-    return ensemble, []
 
 
 def validate(

@@ -15,7 +15,7 @@ Public API:
 """
 
 # -- ensembles (dms.jobs core) -------------------------------------------------------------------
-from dms.jobs._inline import MAX_INLINE_MODULE_BYTES, inline_local_modules
+from dms.jobs._inline import MAX_INLINE_MODULE_BYTES, inline_local_modules, load_ensemble_file
 from dms.jobs._json import default_executors, ensemble_struct
 from dms.jobs._load import LocalAllocation, load_allocation, load_ensemble
 from dms.jobs._model import (
@@ -54,6 +54,7 @@ __all__ = [
     "inline_local_modules",
     "load_allocation",
     "load_ensemble",
+    "load_ensemble_file",
     "resources_from_yaml",
     "run_allocation",
     "run_execution",

@@ -16,8 +16,9 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
+from dms.errors import InvalidInput
 from dms.executor import SpecConfig
-from dms.jobs._load import is_local_module
+from dms.jobs._load import is_local_module, load_ensemble
 from dms.jobs._model import Ensemble
 from dms.jobs._problems import EnsembleInvalid, Problem
 
@@ -80,3 +81,20 @@ def inline_local_modules(
     if problems:
         raise EnsembleInvalid(problems)
     return replace(ensemble, allocations=allocations)
+
+
+def load_ensemble_file(file: Path) -> Ensemble:
+    """The ensemble in ``file`` as a deployer sends it: validated (relative module paths
+    against the file's folder) and with its local WASM modules inlined.
+
+    Raises :class:`EnsembleInvalid` with every problem, or :class:`InvalidInput` when the file
+    cannot be read as UTF-8 text.
+    """
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"cannot read {file}: not UTF-8 text") from None
+    base_dir = file.resolve().parent
+    return inline_local_modules(load_ensemble(text, base_dir=base_dir), base_dir)
