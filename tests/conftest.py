@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,10 @@ def go_program(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path
         return cache[name]
 
     return get
+
+
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    """An ExitStack closed after the test (stores, executors and other blocking resources)."""
+    with ExitStack() as s:
+        yield s

@@ -104,7 +104,8 @@ class Daemon:
         self._store: Database | None = None
         if resources is None:
             # Opened once, before the node runs (not on a message path): blocking is fine here.
-            self._store = store = Database.open(config.general.work_dir / DEFAULT_FILE_NAME)
+            if store is None:
+                self._store = store = Database.open(config.general.work_dir / DEFAULT_FILE_NAME)
             ports = PortAllocator(
                 store,
                 config.general.port_available_range_from,

@@ -43,7 +43,6 @@ GRANTED_CAPS = ("/public", "/broadcast", "/dms/deployment")
 GRANT_TOPICS = ("/nunet",)
 GRANT_LIFETIME_NS = 30 * 24 * 3600 * 10**9
 START_TIMEOUT_S = 30.0
-ONBOARD_BEHAVIOR = "/dms/node/onboarding/onboard"
 
 
 def free_port() -> int:
@@ -362,7 +361,7 @@ def onboard(
     through each node's REST API); defaults from :func:`default_onboarding`."""
     from dms.client import RestClient, build_message
     from dms.contexts import open_context
-    from dms.node import onboard_payload
+    from dms.node import ONBOARD, onboard_payload
 
     d_cpu, d_ram, d_disk = default_onboarding()
     payload = onboard_payload(cpu or d_cpu, ram or d_ram, disk or d_disk, no_gpu=True)
@@ -371,7 +370,7 @@ def onboard(
         node = net.nodes[index]
         rest = RestClient(node.rest_url)
         message = build_message(
-            user, rest.handle(), ONBOARD_BEHAVIOR, payload, invocation=True, timeout_s=30
+            user, rest.handle(), ONBOARD, payload, invocation=True, timeout_s=30
         )
         reply = rest.invoke(message.envelope).decode_payload()
         if not isinstance(reply, dict) or not reply.get("success"):

@@ -28,9 +28,7 @@ from dms.jobs import (
 )
 from dms.resources import CPU, RAM, Disk, Resources
 from tests.executor import wasm_fixtures as wat
-from tests.node.test_node_deployment import MIB, Orchestrator, Peer, stack, world
-
-__all__ = ["stack"]  # the fixture, imported for these tests
+from tests.node.test_node_deployment import MIB, Orchestrator, Peer, world
 
 SMALL = Resources(cpu=CPU(cores=0.25), ram=RAM(size=64 * MIB), disk=Disk(size=MIB))
 

@@ -136,5 +136,7 @@ def test_from_json_is_lenient_about_key_case_and_strict_about_meaning() -> None:
 
 
 def test_the_repository_examples_are_valid() -> None:
-    for path in sorted((REPO / "examples").glob("*.yaml")):
+    paths = sorted((REPO / "examples").glob("*.yaml"))
+    assert paths
+    for path in paths:
         load_ensemble(path.read_text(), base_dir=path.parent)

@@ -6,8 +6,6 @@ what a remote DHT client (Go's, js's) receives, with no client-side filtering in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import multiaddr
@@ -17,21 +15,11 @@ from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.utils.varint import encode_uvarint, read_varint_prefixed_bytes
+from tests.network.test_network_libp2p_direct import LOOPBACK, running
 
 from dms.crypto import Ed25519PrivateKey
 from dms.network._libp2p import Libp2pNetwork
 from dms.network._libp2p_dht import DHT_PROTOCOL, own_addresses
-
-LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
-
-
-@asynccontextmanager
-async def running(*nets: Libp2pNetwork) -> AsyncIterator[None]:
-    async with trio.open_nursery() as nursery:
-        for net in nets:
-            await nursery.start(net.run)
-        yield
-        nursery.cancel_scope.cancel()
 
 
 async def find_node(querier: Libp2pNetwork, server: Libp2pNetwork, target: ID) -> dict[str, Any]:

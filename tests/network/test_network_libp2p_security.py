@@ -7,8 +7,6 @@ The dialers that must be refused are real py-libp2p hosts built with nothing but
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import multiaddr
@@ -25,6 +23,7 @@ from libp2p.security.secio import transport as secio
 from libp2p.security.tls.certificate import LIBP2P_EXTENSION_OID, verify_certificate_chain
 from libp2p.security.tls.transport import PROTOCOL_ID as TLS_PROTOCOL
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL
+from tests.network.test_network_libp2p_direct import LOOPBACK, new_net, running, wait_for
 
 from dms.crypto import Ed25519PrivateKey
 from dms.errors import InvalidInput, NetworkError
@@ -37,27 +36,7 @@ from dms.network._libp2p_security import (
     security_protocols,
 )
 
-LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 SECURITY_LOG = "dms.network._libp2p_security"
-
-
-@asynccontextmanager
-async def running(*nets: Libp2pNetwork) -> AsyncIterator[None]:
-    async with trio.open_nursery() as nursery:
-        for net in nets:
-            await nursery.start(net.run)
-        yield
-        nursery.cancel_scope.cancel()
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    with trio.fail_after(timeout):
-        while not cond():
-            await trio.sleep(0.02)
-
-
-def new_net(**kwargs: Any) -> Libp2pNetwork:
-    return Libp2pNetwork(Ed25519PrivateKey.generate(), LOOPBACK, **kwargs)
 
 
 def _the_connection(net: Libp2pNetwork, peer_id: str) -> Any:

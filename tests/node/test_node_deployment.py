@@ -8,7 +8,7 @@ root everywhere and the user grants each node the capabilities it may present.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -184,12 +184,6 @@ class Orchestrator:
     async def call(self, to: Handle, behavior: str, payload: Any, timeout: float = 10) -> Any:
         reply = await self.actor.invoke(to, behavior, payload, timeout=timeout)
         return reply.decode_payload()
-
-
-@pytest.fixture
-def stack() -> Iterator[ExitStack]:
-    with ExitStack() as s:
-        yield s
 
 
 async def world(

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from dms import gojson
@@ -135,12 +134,6 @@ class World:
             await trio.to_thread.run_sync(rm.committed),
             await trio.to_thread.run_sync(rm.allocated),
         )
-
-
-@pytest.fixture
-def stack() -> Iterator[ExitStack]:
-    with ExitStack() as s:
-        yield s
 
 
 async def world(

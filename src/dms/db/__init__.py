@@ -10,6 +10,7 @@ code call it through ``trio.to_thread.run_sync``. One
 layer (resources, manifests, bids) are JSON text, so this package imports nothing above it.
 """
 
+from dms.db._allocations import STATUSES as ALLOCATION_RECORD_STATUSES
 from dms.db._allocations import AllocationRecord, AllocationRepo
 from dms.db._bids import BidRecord, BidRepo
 from dms.db._database import DEFAULT_BUSY_TIMEOUT, DEFAULT_FILE_NAME, Database, Synchronous
@@ -21,6 +22,7 @@ from dms.db._ports import PortLease, PortRepo
 from dms.db._resources import Allocated, Commitment, ResourceRepo
 
 __all__ = [
+    "ALLOCATION_RECORD_STATUSES",
     "DEFAULT_BUSY_TIMEOUT",
     "DEFAULT_FILE_NAME",
     "MIGRATIONS",

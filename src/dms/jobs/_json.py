@@ -36,6 +36,7 @@ from dms.jobs._model import (
 from dms.jobs._parse import decode_scripts
 from dms.jobs._problems import EnsembleInvalid, Problem, Problems
 from dms.jobs._validate import validate
+from dms.jobs._wire import constraints_gojson
 from dms.resources import Location, Resources
 
 _NS = 1_000_000_000
@@ -92,12 +93,7 @@ def _node(node: NodeConfig) -> gojson.Struct:
             gojson.Struct(public=p.public, private=p.private, allocation=p.allocation)
             for p in node.ports
         ]
-    location = gojson.Struct()
-    if node.location.accept:
-        location["accept"] = list(node.location.accept)
-    if node.location.reject:
-        location["reject"] = list(node.location.reject)
-    out["location"] = location
+    out["location"] = constraints_gojson(node.location)
     if node.peer:
         out["peer"] = node.peer
     if node.redundancy:

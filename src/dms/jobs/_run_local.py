@@ -77,7 +77,6 @@ async def run_execution(
     ``on_output`` gets each piece of output as it is written; ``cancel_on_signals`` makes
     SIGINT/SIGTERM cancel it (for a foreground CLI; a daemon leaves signals to its owner).
     """
-    executor.validate(request.spec)
     started = time.monotonic()
     timed_out = False
     await executor.start(request)

@@ -40,6 +40,7 @@ from typing import Any
 from dms import gojson
 from dms.actor import Handle
 from dms.crypto import PeerID, PrivateKey, extract_public_key
+from dms.db import ALLOCATION_RECORD_STATUSES
 from dms.errors import InvalidInput
 from dms.executor import SpecConfig
 from dms.jobs._model import LocationConstraints
@@ -83,7 +84,7 @@ DECLINE_REASONS = (
 )
 
 #: Go allocation status strings (``AllocationStatus``).
-ALLOCATION_STATUSES = ("pending", "running", "stopped", "failed", "completed", "terminated")
+ALLOCATION_STATUSES = ALLOCATION_RECORD_STATUSES  # one list, kept by the store
 
 
 def allocation_id(ensemble_id: str, alloc_name: str) -> str:

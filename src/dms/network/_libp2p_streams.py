@@ -36,7 +36,7 @@ import trio
 from libp2p.custom_types import TProtocol
 from libp2p.protocol_muxer.multiselect import MULTISELECT_PROTOCOL_ID
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
-from libp2p.utils.varint import encode_uvarint
+from libp2p.utils import encode_delim
 
 from dms.errors import DMSError, InvalidInput, NetworkError, NetworkTimeout
 from dms.network._frame import (
@@ -86,12 +86,7 @@ def network_errors(what: str) -> Iterator[None]:
         raise NetworkError(f"{what}: {type(exc).__name__}{suffix}") from exc
 
 
-def _multistream_line(text: str) -> bytes:
-    line = text.encode() + b"\n"
-    return encode_uvarint(len(line)) + line
-
-
-_MULTISTREAM_HEADER = _multistream_line(MULTISELECT_PROTOCOL_ID)
+_MULTISTREAM_HEADER = encode_delim(MULTISELECT_PROTOCOL_ID.encode())
 
 
 def go_frame(data: bytes) -> bytes:
@@ -203,7 +198,7 @@ async def send_lazily(host: Any, peer: Any, protocol: TProtocol, frame: bytes) -
     """
     stream = await host.get_network().new_stream(peer)
     try:
-        await stream.write(_MULTISTREAM_HEADER + _multistream_line(protocol) + frame)
+        await stream.write(_MULTISTREAM_HEADER + encode_delim(protocol.encode()) + frame)
         await stream.close_write()
         communicator = MultiselectCommunicator(stream)
         if (header := await communicator.read()) != MULTISELECT_PROTOCOL_ID:

@@ -14,6 +14,7 @@ adds the output itself (``Stdout``/``Stderr``) to Go's ``LogsWrittenTo``.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -24,11 +25,10 @@ import trio
 
 from dms import gojson
 from dms.actor import Envelope
-from dms.crypto import marshal_private_key
 from dms.db import DeploymentRecord, DeploymentRepo
 from dms.errors import DMSError, InvalidInput, NotFound
 from dms.jobs import Ensemble
-from dms.node._payloads import RequestError, request_object
+from dms.node._payloads import RequestError, request_object, string_field
 from dms.node._reply import send_reply
 from dms.orchestrator import (
     DEADLINE_MARGIN,
@@ -59,13 +59,11 @@ DEPLOYMENT_PRUNE = "/dms/node/deployment/prune"
 ALLOCATIONS_LIST = "/dms/node/allocations/list"
 
 
-def _text(obj: Mapping[str, Any], *keys: str) -> str:
-    folded = {str(k).lower(): v for k, v in obj.items()}
+def _id_field(obj: Mapping[str, Any], *keys: str) -> str:
+    """The first of ``keys`` that is set (Go's request structs name the ID differently)."""
     for key in keys:
-        value = folded.get(key.lower())
-        if value is not None:
-            if not isinstance(value, str):
-                raise RequestError(f"{key} must be a string")
+        value = string_field(obj, key)
+        if value:
             return value
     return ""
 
@@ -107,11 +105,11 @@ class Deployments:
             record = DeploymentRecord(
                 orchestrator_id=orch.id,
                 ensemble_id=orch.ensemble_id,
-                config=orch.ensemble.to_json().decode(),
+                config=orch.config_json,
                 manifest=orch.manifest.to_json().decode(),
                 status=int(orch.status),
                 snapshot=orch.snapshot(),
-                private_key=marshal_private_key(orch.key),
+                private_key=orch.key_bytes,
                 metadata=dict(orch.ensemble.metadata),
             )
             try:
@@ -218,7 +216,7 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
 
     async def status(env: Envelope) -> None:
         try:
-            eid = await deployments.resolve(_text(request_object(env), "ID", "EnsembleID"))
+            eid = await deployments.resolve(_id_field(request_object(env), "ID", "EnsembleID"))
             orch = deployments.live.get(eid)
             if orch is not None:
                 extra = {"EnsembleID": eid, "Reason": orch.error, **orch.status_payload()}
@@ -241,7 +239,7 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
 
     async def manifest(env: Envelope) -> None:
         try:
-            eid = await deployments.resolve(_text(request_object(env), "ID", "EnsembleID"))
+            eid = await deployments.resolve(_id_field(request_object(env), "ID", "EnsembleID"))
             orch = deployments.live.get(eid)
             if orch is not None:
                 found = orch.manifest
@@ -249,7 +247,7 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
                 record = await deployments.record(eid)
                 if record is None:
                     raise NotFound(f"no deployment {eid}")
-                found = EnsembleManifest.from_json(gojson_loads(record.manifest))
+                found = EnsembleManifest.from_json(json.loads(record.manifest))
         except DMSError as exc:
             await send_reply(node, env, gojson.Struct(manifest=None, error=str(exc)))
             return
@@ -258,8 +256,8 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
     async def logs(env: Envelope) -> None:
         try:
             obj = request_object(env)
-            eid = await deployments.resolve(_text(obj, "EnsembleID", "ID"))
-            name = _text(obj, "AllocationName")
+            eid = await deployments.resolve(_id_field(obj, "EnsembleID", "ID"))
+            name = _id_field(obj, "AllocationName")
             orch = deployments.live.get(eid)
             if orch is None:
                 raise NotFound(f"deployment {eid[:12]} is not run by this DMS process any more")
@@ -280,7 +278,7 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
 
     async def shutdown(env: Envelope) -> None:
         try:
-            eid = await deployments.resolve(_text(request_object(env), "ID", "EnsembleID"))
+            eid = await deployments.resolve(_id_field(request_object(env), "ID", "EnsembleID"))
             orch = deployments.live.get(eid)
             if orch is None:
                 raise NotFound(f"deployment {eid[:12]} is not run by this DMS process")
@@ -298,7 +296,7 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
     async def prune(env: Envelope) -> None:
         try:
             obj = request_object(env) if env.message else {}
-            prefix = _text(obj, "ID")
+            prefix = _id_field(obj, "ID")
             pruned = 0
             terminal = [int(DeploymentStatus.FAILED), int(DeploymentStatus.COMPLETED)]
             if prefix:
@@ -354,13 +352,6 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
     node.actor.add_behavior(DEPLOYMENT_LOGS, logs)
     node.actor.add_behavior(DEPLOYMENT_SHUTDOWN, shutdown)
     node.actor.add_behavior(DEPLOYMENT_PRUNE, prune)
-
-
-def gojson_loads(text: str) -> Any:
-    """JSON text from the store (written by us, so plain ``json`` reads it)."""
-    import json
-
-    return json.loads(text)
 
 
 def _reply_deadline(env: Envelope) -> float:

@@ -4,7 +4,7 @@ Public API (everything else is private):
 
 * matching (:mod:`._matcher`, :mod:`._explain`, :mod:`._geo`): :func:`match` places an
   ensemble's nodes on the providers that bid (:class:`NodeDemand`, :class:`Offer`,
-  :class:`Decline`, :class:`DeclineReason`, :class:`Edge`, :data:`EdgeStatus`) and returns a
+  :class:`Decline`, :class:`DeclineReason`, :class:`Edge`) and returns a
   :class:`Match` with an :class:`Explanation` (:class:`NodeExplanation` per node);
   :func:`locate` / :func:`locate_area` and :func:`rtt_lower_bound_ms` for the speed-of-light
   bound on edge constraints.
@@ -14,13 +14,12 @@ from dms.orchestrator._bidding import BiddingSettings
 
 # -- deployments (the orchestrator proper) --
 from dms.orchestrator._edge import EDGE_PINGS, EdgeConstraintRequest
-from dms.orchestrator._explain import DeclineReason, Drop, Explanation, NodeExplanation
+from dms.orchestrator._explain import DeclineReason, Explanation, NodeExplanation
 from dms.orchestrator._geo import Area, locate, locate_area, rtt_lower_bound_ms
-from dms.orchestrator._manifest import AllocationManifest, EnsembleManifest, NodeManifest
+from dms.orchestrator._manifest import EnsembleManifest
 from dms.orchestrator._matcher import (
     Decline,
     Edge,
-    EdgeStatus,
     Match,
     NodeDemand,
     Offer,
@@ -29,11 +28,8 @@ from dms.orchestrator._matcher import (
 from dms.orchestrator._orchestrator import (
     DEADLINE_MARGIN,
     MIN_REQUEST_LIFETIME,
-    Event,
     Orchestrator,
     OrchestratorSettings,
-    Output,
-    new_orchestrator_id,
     snapshot_fields,
 )
 from dms.orchestrator._status import DeploymentStatus
@@ -42,31 +38,24 @@ __all__ = [
     "DEADLINE_MARGIN",
     "EDGE_PINGS",
     "MIN_REQUEST_LIFETIME",
-    "AllocationManifest",
     "Area",
     "BiddingSettings",
     "Decline",
     "DeclineReason",
     "DeploymentStatus",
-    "Drop",
     "Edge",
     "EdgeConstraintRequest",
-    "EdgeStatus",
     "EnsembleManifest",
-    "Event",
     "Explanation",
     "Match",
     "NodeDemand",
     "NodeExplanation",
-    "NodeManifest",
     "Offer",
     "Orchestrator",
     "OrchestratorSettings",
-    "Output",
     "locate",
     "locate_area",
     "match",
-    "new_orchestrator_id",
     "rtt_lower_bound_ms",
     "snapshot_fields",
 ]

@@ -11,7 +11,7 @@ Reservations on the provider carry a TTL, so an orchestrator that dies halfway l
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import trio
@@ -144,12 +144,16 @@ async def two_phase_commit(
                 previous = committed.get(peer, (handle, []))[1]
                 committed[peer] = (handle, previous + done)
 
-    async with trio.open_nursery() as nursery:
-        for node, peer in placement.items():
-            nursery.start_soon(commit_node, node, peer)
-    if failed:
-        await revert_all(actor, ensemble_id, committed)
-        raise CommitFailed("; ".join(failed.values()), set(failed), set(committed))
+    async def on_every_node(phase: Callable[[str, str], Awaitable[None]]) -> None:
+        """Run ``phase`` for every node in parallel; on any failure revert all and raise."""
+        async with trio.open_nursery() as nursery:
+            for node, peer in placement.items():
+                nursery.start_soon(phase, node, peer)
+        if failed:
+            await revert_all(actor, ensemble_id, committed)
+            raise CommitFailed("; ".join(failed.values()), set(failed), set(committed))
+
+    await on_every_node(commit_node)
     progress(f"committed {len(ensemble.allocations)} allocations on {len(committed)} providers")
 
     result = Committed()
@@ -181,10 +185,5 @@ async def two_phase_commit(
         except DMSError as exc:
             failed[peer] = f"allocation of node {node} on {peer}: {exc}"
 
-    async with trio.open_nursery() as nursery:
-        for node, peer in placement.items():
-            nursery.start_soon(allocate_node, node, peer)
-    if failed:
-        await revert_all(actor, ensemble_id, committed)
-        raise CommitFailed("; ".join(failed.values()), set(failed), set(committed))
+    await on_every_node(allocate_node)
     return result

@@ -32,7 +32,7 @@ import trio
 
 from dms import gojson
 from dms.actor import Actor, Envelope, Handle
-from dms.crypto import Ed25519PrivateKey, PrivateKey
+from dms.crypto import Ed25519PrivateKey, PrivateKey, marshal_private_key
 from dms.errors import DMSError
 from dms.jobs import (
     ALLOCATION_LOGS,
@@ -143,6 +143,9 @@ class Orchestrator:
         self.id = orchestrator_id or new_orchestrator_id(parent.network.host_id)
         self.key = key or Ed25519PrivateKey.generate()
         self.ensemble = ensemble
+        #: What the store keeps of the config and key, computed once (saved at every step).
+        self.config_json = ensemble.to_json().decode()
+        self.key_bytes = marshal_private_key(self.key)
         self.settings = settings or OrchestratorSettings()
         self.actor = parent.create_child(self.id, key=self.key)
         self._persist = persist
@@ -557,7 +560,7 @@ class Orchestrator:
         return {
             "TasksPending": self.status is DeploymentStatus.RUNNING and tasks_only,
             "Explanation": list(self.explanation),
-            "Events": [{"time": e.time_ns, "message": e.message} for e in self.events],
+            "Events": list(self.events),
             "Allocations": {
                 n: {"status": a.status, "exit_code": a.exit_code, "error": a.error}
                 for n, a in self.manifest.allocations.items()
