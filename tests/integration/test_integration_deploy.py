@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.conftest import Cli
+from tests.integration.conftest import NUNET, Cli
 
 from dms import devnet
 
@@ -109,6 +109,16 @@ def test_wasm_task_ensemble_completes_on_two_providers(dcli: Cli) -> None:
     assert peers <= providers
     listed = _json(dcli, "get", "deployments")
     assert listed[eid] == "Completed"
+    # the output again, for one allocation, and where the DMS wrote it
+    logs = dcli.run("deployment", "logs", eid[:12], "-a", "hello1")
+    assert logs.stdout == "hello from a WASM allocation on nunet\n"
+    written = logs.stderr.strip().splitlines()[-1].removeprefix("logs written to ")
+    assert (Path(written) / "stdout.log").read_text() == logs.stdout
+    # an ended deployment can be forgotten; then it is gone from the list
+    assert "pruned 1 deployments" in dcli.run("deployment", "prune", eid).stdout
+    assert eid not in _json(dcli, "get", "deployments")
+    gone = dcli.run("deployment", "status", eid, ok=False)
+    assert gone.returncode == 1 and f"no deployment {eid}" in gone.stderr
 
 
 def test_too_big_fails_fast_naming_the_resource(dcli: Cli, tmp_path: Path) -> None:
@@ -161,6 +171,10 @@ def test_validate_then_shutdown_returns_every_resource(dcli: Cli, tmp_path: Path
     assert manifest["nodes"]["one"]["peer"] != manifest["nodes"]["two"]["peer"]
     during = {i: _free(dcli, i) for i in (1, 2, 3)}
     assert during != before
+    # a running deployment cannot be pruned: one clear line, and it still runs
+    refused = dcli.run("deployment", "prune", eid, ok=False)
+    assert refused.returncode == 1 and "shut it down first" in refused.stderr, refused
+    assert _json(dcli, "get", "deployments")[eid] == "Running"
     dcli.run("deployment", "shutdown", eid[:16])
     after = {i: _free(dcli, i) for i in (1, 2, 3)}
     assert after == before
@@ -216,5 +230,28 @@ def test_orchestrator_without_deployment_capability_commits_nothing(
         assert _free(cli, 1) == before
         allocations = _json(cli, "get", "allocations", node=1)
         assert allocations == []
+    finally:
+        devnet.stop(net)
+
+
+def test_devnet_up_onboard_makes_providers(tmp_path: Path) -> None:
+    """`nunet devnet up --onboard`, as the README's main job types it: node0 orchestrates,
+    the others are onboarded providers."""
+    base = tmp_path / "net"
+    up = subprocess.run(
+        [NUNET, "devnet", "up", "--nodes", "2", "--onboard", "--dir", str(base)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+    net = devnet.Devnet.load(base)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "onboarding node1..node1" in up.stderr
+        cli = Cli(net)
+        assert _json(cli, "actor", "cmd", "/dms/node/onboarding/status", node=1)["onboarded"]
+        assert not _json(cli, "actor", "cmd", "/dms/node/onboarding/status", node=0)["onboarded"]
     finally:
         devnet.stop(net)
