@@ -24,8 +24,10 @@ from dms.actor import Actor, Envelope
 from dms.crypto import Ed25519PrivateKey, peer_id_from_public_key
 from dms.db import Database, DeploymentRecord, DeploymentRepo
 from dms.jobs import (
+    BID_REQUEST_TOPIC,
     DEPLOYMENT_BID,
     DEPLOYMENT_COMMIT,
+    DEPLOYMENT_REQUEST,
     AllocateResponse,
     Bid,
     BidDecline,
@@ -375,6 +377,45 @@ async def test_edge_constraint_is_measured_by_the_providers(
     measured = [e.message for e in orch.events if e.message.startswith("edge n-a-n-b")]
     assert len(measured) == 1 and "fails" in measured[0], measured
     assert orch.error.startswith("cannot be placed"), orch.error
+
+
+async def test_answers_arriving_during_a_slow_match_are_not_lost(
+    nursery: trio.Nursery, tmp_path: Path, stack: ExitStack, monkeypatch: Any
+) -> None:
+    """A match of an ensemble with edges runs in a worker thread (the first one loads city
+    data: seconds on a busy machine). Answers that arrive meanwhile must be matched before
+    the round is judged settled. CI once failed this placeable ensemble with "n-b: no peer
+    answered" while the progress line said both providers had bid: the first provider
+    answered after the quiet period, the match of its bids was slow, the second provider's
+    bids arrived during it, and the round ended on the stale result."""
+    from dms.orchestrator import _bidding
+
+    real_match = _bidding.match
+    seen: list[int] = []
+
+    def slow_partial_match(*args: Any, **kwargs: Any) -> Any:
+        offers = len(args[1])
+        seen.append(offers)
+        if 0 < offers < 4:
+            time.sleep(1.0)
+        return real_match(*args, **kwargs)
+
+    monkeypatch.setattr(_bidding, "match", slow_partial_match)
+    w = await world(nursery, tmp_path, stack, [1, 1])
+    for provider, delay in zip(w.providers, (0.4, 0.8), strict=True):
+        group = provider.node.deployment
+        assert group is not None
+
+        async def late(env: Envelope, answer: Any = group.on_request, delay: float = delay) -> None:
+            await trio.sleep(delay)  # past the quiet period (0.2 s) after the broadcast
+            await answer(env)
+
+        provider.actor.add_behavior(DEPLOYMENT_REQUEST, late, topic=BID_REQUEST_TOPIC)
+    edge = "edge_constraints:\n  - {edges: [n-a, n-b], rtt: 50}\n"
+    eid = await w.deploy(one_per_node({"a": task(0.75), "b": task(0.75)}, edge))
+    orch = await w.ended(eid)
+    assert orch.status is DeploymentStatus.COMPLETED, [e.message for e in orch.events]
+    assert any(0 < n < 4 for n in seen) and seen[-1] == 4, seen  # a slow match saw a part
 
 
 # -- the store and the control behaviours ---------------------------------------------------

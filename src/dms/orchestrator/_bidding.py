@@ -91,6 +91,8 @@ class BidBook:
     refused: int = 0
     changed: trio.Event = field(default_factory=trio.Event)
     last_change: float = 0.0
+    #: Counts changes: a match computed in a worker thread is stale if this moved meanwhile.
+    version: int = 0
 
     def answered(self, peer: str) -> set[str]:
         """The nodes ``peer`` answered (bid or decline)."""
@@ -98,6 +100,7 @@ class BidBook:
         return nodes | {n for (p, n) in self.declines if p == peer}
 
     def _touch(self) -> None:
+        self.version += 1
         self.last_change = trio.current_time()
         self.changed.set()
 
@@ -155,6 +158,7 @@ class BidBook:
         for table in (self.bids, self.offers, self.declines):
             for key in [k for k in table if k[0] in peers]:
                 del table[key]
+        self.version += 1
 
     async def wait_change(self, until: float) -> None:
         """Sleep until a new answer arrives or trio time ``until``."""
@@ -302,7 +306,13 @@ async def run_round(
         ready_at: float | None = None
         while True:
             now = trio.current_time()
+            seen = book.version
             result = await _match(demands, book, edges, excluded, edge_book)
+            if result.placement is None and book.version != seen:
+                # Answers arrived while the matcher ran in its thread (the first call with
+                # edges loads city data: seconds on a busy machine): judging "settled" on
+                # this stale result would fail a deployment its answers can place.
+                continue
             if not round_.broadcast_started and (
                 now >= round_.broadcast_due
                 or (result.placement is None and _direct_answered(book, round_, nodes))
@@ -342,8 +352,10 @@ async def run_round(
                     nursery.cancel_scope.cancel()
                     return result
                 wake = min(silent_until, deadline)
-                if round_.broadcast_at:
-                    wake = min(wake, max(now, round_.broadcast_at + settings.quiet) + 0.01)
+                quiet_ends = round_.broadcast_at + settings.quiet
+                if round_.broadcast_at and quiet_ends > now:
+                    # Once the quiet period is over only a new answer can settle the round.
+                    wake = min(wake, quiet_ends + 0.01)
                 if not round_.broadcast_started:
                     wake = min(wake, round_.broadcast_due)
             await book.wait_change(min(wake, deadline))
