@@ -30,6 +30,7 @@ from dms.executor import ExecutorSettings
 from dms.jobs import AllocationManager
 from dms.network import Libp2pNetwork, Network
 from dms.node import Node
+from dms.orchestrator import OrchestratorSettings, supervision_settings
 from dms.resources import PortAllocator, ResourceManager, detect_machine
 from dms.ucan import CapabilityContext, cap_path, load_context, new_context, reload_context
 
@@ -133,6 +134,10 @@ class Daemon:
             )
             self.node.allocations = self.allocations
             self.node.deployments.repo = DeploymentRepo(store)
+        # How this node's orchestrators supervise their deployments (``job.*`` config keys).
+        self.node.deployments.settings = OrchestratorSettings(
+            supervision=supervision_settings(config.job)
+        )
 
     async def run(self, *, task_status: TaskStatus[Ready] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; ``task_status.started`` gets the :class:`Ready` report."""

@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -240,16 +240,20 @@ def start(
     *,
     extra_args: tuple[str, ...] = (),
     node_env: Mapping[int, Mapping[str, str]] | None = None,
+    only: Sequence[int] | None = None,
 ) -> None:
     """Start every node's daemon (detached; logs in ``<node>/dms.log``) and wait until ready.
 
-    ``node_env`` adds environment variables to one node's process (e.g. ``DMS_FAILPOINTS``).
+    ``node_env`` adds environment variables to one node's process (e.g. ``DMS_FAILPOINTS``);
+    ``only`` starts just those nodes (e.g. one that was killed, with its state kept).
     """
     env = {**os.environ, "DMS_PASSPHRASE": DEVNET_PASSPHRASE}
     for key in [k for k in env if k.startswith("DMS_") and k != "DMS_PASSPHRASE"]:
         del env[key]  # each node's own config file decides
     try:
         for index, node in enumerate(net.nodes):
+            if only is not None and index not in only:
+                continue
             with node.log_path.open("ab") as log:
                 process = subprocess.Popen(
                     [_nunet(), "--config", str(node.config_path), "run", *extra_args],
@@ -281,6 +285,19 @@ def _alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
+
+
+def kill(net: Devnet, index: int) -> None:
+    """SIGKILL one node's daemon (a crash: nothing is cleaned up) and wait until it is gone."""
+    node = net.nodes[index]
+    if _alive(node.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(node.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(node.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    node.pid = 0
+    net.save()
 
 
 def stop(net: Devnet, *, timeout: float = 5.0) -> None:

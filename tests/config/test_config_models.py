@@ -78,6 +78,10 @@ def test_newest_keys_have_defaults() -> None:
     assert cfg.general.providers == []
     assert cfg.job.require_contracts_for_deployment is False
     assert cfg.job.containerd.socket_path == "/run/containerd/containerd.sock"
+    # Supervision keys (ours, not Go's): Go's health-check timing, a 20 s liveness window.
+    assert (cfg.job.healthcheck_interval, cfg.job.healthcheck_failures) == (30.0, 3)
+    assert (cfg.job.liveness_interval, cfg.job.liveness_window) == (5.0, 20.0)
+    assert (cfg.job.restart_limit, cfg.job.restart_window) == (5, 600.0)
     assert cfg.observability.otel.enabled is False
     assert cfg.coinmarketcap.cache_ttl == 300.0
     # Nested logging starts empty; load_config fills it from the legacy flat keys.

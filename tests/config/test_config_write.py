@@ -71,6 +71,9 @@ def test_canonical_spelling_and_two_space_indent(tmp_path: Path, env: dict[str, 
         ("general.host_city", " Addis Ababa ", " Addis Ababa "),
         ("general.user_dir", "/srv/x", "/srv/x"),
         ("coinmarketcap.cache_ttl", "2m", 120.0),
+        ("job.liveness_window", "1m", 60.0),
+        ("job.healthcheck_timeout", "500ms", 0.5),
+        ("job.restart_limit", "7", 7),
         ("rest", '{"PORT": 1, "addr": "::1"}', {"addr": "::1", "port": 1}),
         ("general.providers", '[{"name": "a", "Type": "local-incus"}]',
          [{"name": "a", "type": "local-incus", "config": {}}]),
@@ -96,6 +99,8 @@ def test_values_converted_to_key_type(
         ("p2p.listen_address", "0.0.0.0:9000", "multiaddr"),
         ("rest", "{bad", "JSON object"),
         ("rest", '{"x": 1}', "unknown config key rest.x"),
+        ("job.liveness_window", "1s", "liveness_window (1s) must exceed"),
+        ("job.restart_backoff", "soon", "not a number of seconds"),
     ],
 )
 def test_invalid_set_leaves_file_untouched(

@@ -6,6 +6,8 @@ came back: ``deploy`` validates the ensemble here first (every problem with its 
 then follows the deployment's events until it runs, completes or fails, printing one line per
 event (bids received, placement, commit, allocations started) and, for tasks, their output.
 Exit status: 0 when the deployment runs or completed, 1 when it failed or was refused.
+``deployment events`` prints a deployment's events (``--follow``: until it ends, exiting as
+``deploy`` does for an ended deployment).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 IdArg = Annotated[str, typer.Argument(help="Deployment (ensemble) ID, or an unambiguous prefix.")]
 
 POLL_INTERVAL = 0.2
+#: How often ``nunet deployment events --follow`` asks for new events.
+EVENTS_POLL_INTERVAL = 0.5
 CONTROL_TIMEOUT = 30.0
 TERMINAL = ("Completed", "Failed")
 
@@ -224,10 +228,7 @@ def status(eid: IdArg, context: ContextOpt = "user", as_json: JsonOpt = False) -
     if reply.get("Reason"):
         typer.echo(f"reason: {reply['Reason']}")
     for name, alloc in sorted((reply.get("Allocations") or {}).items()):
-        line = f"  {name}: {alloc.get('status')}"
-        if alloc.get("exit_code") is not None:
-            line += f" (exit code {alloc['exit_code']})"
-        typer.echo(line)
+        typer.echo(allocation_line(name, alloc))
     explanation = reply.get("Explanation") or []
     if explanation and reply.get("Status") == "Failed":
         typer.echo("why it was not placed:")
@@ -235,6 +236,93 @@ def status(eid: IdArg, context: ContextOpt = "user", as_json: JsonOpt = False) -
             typer.echo(f"  {line}")
     if reply.get("Status") == "Failed":
         raise typer.Exit(1)
+
+
+def allocation_line(name: str, alloc: Any) -> str:
+    """One allocation of a status reply on one line: its state, exit code, where it runs,
+    restarts, health and error, each only when the reply has it (old records have only
+    ``status`` and ``exit_code``)."""
+    if not isinstance(alloc, dict):
+        return f"  {name}: ?"
+    line = f"  {name}: {alloc.get('status') or '?'}"
+    if alloc.get("exit_code") is not None:
+        line += f" (exit code {alloc['exit_code']})"
+    node, peer = str(alloc.get("node") or ""), str(alloc.get("peer") or "")
+    if node or peer:
+        line += f" on {node or '?'}" + (f" ({peer[-8:]})" if peer else "")
+    restarts = alloc.get("restarts")
+    if isinstance(restarts, int) and not isinstance(restarts, bool) and restarts > 0:
+        line += f", {restarts} restart" + ("s" if restarts != 1 else "")
+    health = alloc.get("health")
+    if isinstance(health, dict):
+        line += ", " + _health_text(health)
+    if alloc.get("error"):
+        line += f", error: {alloc['error']}"
+    return line
+
+
+def _health_text(health: dict[str, Any]) -> str:
+    """``healthy`` or ``unhealthy at 09:01:02 (3 failures): message`` (at: the last check)."""
+    text = "healthy" if health.get("healthy") else "unhealthy"
+    when = health.get("time")
+    if isinstance(when, int) and not isinstance(when, bool) and when > 0:
+        text += " at " + time.strftime("%H:%M:%S", time.localtime(when / 1e9))
+    failures = health.get("failures")
+    if isinstance(failures, int) and not isinstance(failures, bool) and failures > 0:
+        text += f" ({failures} failure" + ("s" if failures != 1 else "") + ")"
+    if health.get("message"):
+        text += f": {health['message']}"
+    return text
+
+
+@deploy_app.command("events")
+def events(
+    eid: IdArg,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Keep printing events until the deployment ends."),
+    ] = False,
+    context: ContextOpt = "user",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
+) -> None:
+    """What happened to a deployment: status changes, allocations, providers, progress.
+
+    With ``--follow``, exits 0 when the deployment completes and 1 when it fails.
+    """
+    session = NodeSession(context)
+    seen = 0
+    while True:
+        reply = _check(session.invoke("/dms/node/deployment/events", {"ID": eid, "After": seen}))
+        for event in reply.get("Events") or []:
+            typer.echo(json.dumps(event) if as_json else event_line(event))
+        seen = max(seen, int(reply.get("Next") or 0))
+        if not follow:
+            return
+        if reply.get("Ended"):
+            break
+        if not reply.get("Events"):
+            time.sleep(EVENTS_POLL_INTERVAL)
+    full, state = str(reply.get("EnsembleID") or eid), reply.get("Status")
+    if state == "Failed":
+        typer.echo(f"deployment {full[:12]} failed: {reply.get('Reason', '')}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"deployment {full[:12]} is {state}", err=True)
+
+
+def event_line(event: Any) -> str:
+    """``2026-12-03 09:01:02.123  allocation  hello1      allocation hello1 started`` (local
+    time; the kind and subject padded so the messages line up)."""
+    if not isinstance(event, dict):
+        return str(event)
+    ns = event.get("time")
+    stamp = "????-??-?? ??:??:??.???"
+    if isinstance(ns, int) and not isinstance(ns, bool) and ns > 0:
+        seconds, rest = divmod(ns, 1_000_000_000)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+        stamp += f".{rest // 1_000_000:03d}"
+    kind = str(event.get("kind") or "progress")
+    subject = str(event.get("subject") or "-")
+    return f"{stamp}  {kind:<10}  {subject:<10}  {event.get('message', '')}"
 
 
 @deploy_app.command("manifest")

@@ -17,6 +17,9 @@ Sub-objects the spec elides are designed here (Go's defaults for them were not f
 - ``coinmarketcap``: CoinMarketCap's public API; ``cache_ttl`` and ``quote_ttl`` are seconds and
   also accept Go duration strings (``"5m"``, ``"1h30m"``), which is what a Go ``time.Duration``
   field reads from a string.
+- ``job.liveness_*``, ``job.healthcheck_*``, ``job.restart_*``: how the deployments this node
+  orchestrates are supervised (heartbeats, health checks, restart backoff and limit; see
+  ``dms.orchestrator.SupervisionSettings``). Durations take seconds or Go duration strings.
 
 Path-like strings expand ``$HOME``/``${HOME}``/``~`` when validated, against the ``home`` given in
 the validation context (``load_config`` passes the home of the environment it reads) or else the
@@ -119,6 +122,10 @@ def _parse_seconds(value: Any) -> Any:
 
 
 Seconds = Annotated[float, BeforeValidator(_parse_seconds), Field(ge=0)]
+#: A duration that must be positive and finite (a 0 or infinite period or window is a mistake).
+PositiveSeconds = Annotated[
+    float, BeforeValidator(_parse_seconds), Field(gt=0, allow_inf_nan=False)
+]
 Port = Annotated[int, Field(ge=1, le=65535)]
 NonNegative = Annotated[int, Field(ge=0)]
 
@@ -307,11 +314,40 @@ class ContainerdConfig(_Section):
 
 
 class JobConfig(_Section):
-    """Policy for jobs this node accepts."""
+    """Policy for jobs this node accepts, and how the deployments it orchestrates are kept up.
+
+    The supervision keys (``liveness_*``, ``healthcheck_*``, ``restart_*``) are not in Go's
+    config; durations are seconds or Go duration strings (``"500ms"``, ``"1m"``). Leave them
+    unset in files a Go DMS must also read: Go rejects unknown keys.
+    """
 
     allow_privileged_docker: bool = False
     require_contracts_for_deployment: bool = False
     containerd: ContainerdConfig = Field(default_factory=_section_default)
+    # Supervision (dms.orchestrator.SupervisionSettings has the meaning of each).
+    liveness_interval: PositiveSeconds = 5.0
+    liveness_window: PositiveSeconds = 20.0
+    healthcheck_interval: PositiveSeconds = 30.0
+    healthcheck_timeout: PositiveSeconds = 5.0
+    healthcheck_failures: Annotated[int, Field(ge=1)] = 3
+    restart_backoff: PositiveSeconds = 1.0
+    restart_backoff_max: PositiveSeconds = 60.0
+    restart_limit: NonNegative = 5
+    restart_window: PositiveSeconds = 600.0
+
+    @model_validator(mode="after")
+    def _check_supervision(self) -> JobConfig:
+        if self.liveness_window <= self.liveness_interval:
+            raise ValueError(
+                f"liveness_window ({self.liveness_window:g}s) must exceed "
+                f"liveness_interval ({self.liveness_interval:g}s)"
+            )
+        if self.restart_backoff_max < self.restart_backoff:
+            raise ValueError(
+                f"restart_backoff_max ({self.restart_backoff_max:g}s) must be at least "
+                f"restart_backoff ({self.restart_backoff:g}s)"
+            )
+        return self
 
 
 class RotationConfig(_Section):

@@ -64,9 +64,12 @@ __all__ = [
 # -- deployments on a provider: wire payloads, allocation actors and their manager -------------
 from dms.jobs._allocation import Allocation
 from dms.jobs._allocations import AllocationManager
+from dms.jobs._health import HealthResult
+from dms.jobs._json import healthcheck_from_json, healthcheck_gojson
 from dms.jobs._wire import (
     ALLOCATION_BEHAVIORS,
     ALLOCATION_LOGS,
+    ALLOCATION_RESTART,
     ALLOCATION_START,
     ALLOCATION_STATUS,
     ALLOCATION_STATUSES,
@@ -80,6 +83,8 @@ from dms.jobs._wire import (
     DEPLOYMENT_REQUEST,
     DEPLOYMENT_REVERT,
     EDGE_CONSTRAINT,
+    HEALTHCHECK,
+    HEALTHCHECK_REGISTER,
     TASK_TERMINATION,
     AllocateRequest,
     AllocateResponse,
@@ -98,10 +103,20 @@ from dms.jobs._wire import (
     allocation_id,
     parse_bid_reply,
 )
+from dms.jobs._wire_supervision import (
+    ALLOCATION_LIVENESS,
+    DEFAULT_LIVENESS_INTERVAL,
+    AllocationLiveness,
+    RegisterHealthcheck,
+    allocation_id_payload,
+)
 
 __all__ += [
     "ALLOCATION_BEHAVIORS",
+    # keeping deployments alive: health checks, restarts, liveness
+    "ALLOCATION_LIVENESS",
     "ALLOCATION_LOGS",
+    "ALLOCATION_RESTART",
     "ALLOCATION_START",
     "ALLOCATION_STATUS",
     "ALLOCATION_STATUSES",
@@ -109,18 +124,22 @@ __all__ += [
     "BID_PREFIX",
     "BID_REQUEST_TOPIC",
     "DECLINE_REASONS",
+    "DEFAULT_LIVENESS_INTERVAL",
     "DEPLOYMENT_ALLOCATE",
     "DEPLOYMENT_BID",
     "DEPLOYMENT_COMMIT",
     "DEPLOYMENT_REQUEST",
     "DEPLOYMENT_REVERT",
     "EDGE_CONSTRAINT",
+    "HEALTHCHECK",
+    "HEALTHCHECK_REGISTER",
     "TASK_TERMINATION",
     "AllocateRequest",
     "AllocateResponse",
     "Allocation",
     "AllocationDeploymentConfig",
     "AllocationKey",
+    "AllocationLiveness",
     "AllocationLogs",
     "AllocationManager",
     "AllocationStatus",
@@ -129,9 +148,14 @@ __all__ += [
     "BidRequest",
     "CommitRequest",
     "EnsembleBidRequest",
+    "HealthResult",
     "OkResponse",
+    "RegisterHealthcheck",
     "RevertRequest",
     "TaskTermination",
     "allocation_id",
+    "allocation_id_payload",
+    "healthcheck_from_json",
+    "healthcheck_gojson",
     "parse_bid_reply",
 ]

@@ -7,7 +7,21 @@ AllocationRepo`) are written before each step takes effect; they are also the ``
 predicate of :func:`dms.executor.reclaim_leftovers`: a record that is pending or running claims
 its execution, anything else labelled with our executor ID is removed.
 
-``await nursery.start(manager.run)`` is all the daemon does with it.
+Re-adoption after a restart of the DMS (crash, kill -9, upgrade): :meth:`AllocationManager.run`
+first opens the persistent executors and lets them ``recover()`` what they left (executions
+claimed by a live record are kept, the rest removed), then recreates an allocation actor for
+every record (same ID and inbox, a new key, so a new handle), re-grants its orchestrator and
+hands it what survived (:meth:`Allocation.readopt`): an execution that runs on is watched
+again; one that is gone (or ran on an executor whose work cannot outlive the process: null,
+WASM) makes the allocation failed, "lost while the DMS was down", reported to the orchestrator.
+Failed and completed allocations come back as they were, so their orchestrator can still
+restart or stop them; a record caught half-way through a stop is finished (its resources
+released). Each re-adopted allocation sends a heartbeat at once: that is how its orchestrator
+learns the new handle. The resource books are SQLite (:class:`dms.resources.ResourceManager`),
+so a re-adopted allocation still holds its resources and ports and a stop releases them.
+
+``await nursery.start(manager.run)`` is all the daemon does with it; :attr:`AllocationManager.
+recovered` is set once re-adoption is done.
 """
 
 from __future__ import annotations
@@ -31,8 +45,10 @@ from dms.executor import (
     ExecutorSettings,
     reclaim_leftovers,
 )
-from dms.jobs._allocation import Allocation
+from dms.jobs._allocation import LOST_WHILE_DOWN, Allocation
+from dms.jobs._heartbeat import liveness_interval
 from dms.jobs._wire import AllocationDeploymentConfig, allocation_id
+from dms.jobs._wire_supervision import DEFAULT_LIVENESS_INTERVAL
 from dms.resources import ResourceManager
 
 if TYPE_CHECKING:
@@ -46,11 +62,15 @@ log = logging.getLogger(__name__)
 PERSISTENT_EXECUTORS = ("docker",)
 
 
-def record_config(config: AllocationDeploymentConfig, ports: Mapping[int, int]) -> str:
-    """The JSON kept in an allocation record: its config and its public→private ports."""
-    return gojson.marshal(
-        gojson.Struct(Config=config, PortMapping={str(k): v for k, v in ports.items()})
-    ).decode()
+def record_config(
+    config: AllocationDeploymentConfig, ports: Mapping[int, int], liveness_interval_ns: int = 0
+) -> str:
+    """The JSON kept in an allocation record: its config, its public→private ports and the
+    heartbeat interval its orchestrator asked for (ns, omitted when 0)."""
+    out = gojson.Struct(Config=config, PortMapping={str(k): v for k, v in ports.items()})
+    if liveness_interval_ns:
+        out["LivenessInterval"] = liveness_interval_ns
+    return gojson.marshal(out).decode()
 
 
 class AllocationManager:
@@ -78,6 +98,8 @@ class AllocationManager:
         self._failed: dict[str, str] = {}
         self._allocations: dict[str, Allocation] = {}
         self._lock = trio.Lock()
+        #: Set once what a previous run left has been re-adopted (or found lost).
+        self.recovered = trio.Event()
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -88,13 +110,13 @@ class AllocationManager:
     # -- running ------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled; persistent executors are opened (and reclaimed) in the
-        background so that an engine that is slow to answer never delays start-up."""
+        """Run until cancelled; persistent executors are opened (and reclaimed) and the
+        allocations of a previous run re-adopted in the background, so that an engine that is
+        slow to answer never delays start-up (:attr:`recovered` tells when that is done)."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                for name in PERSISTENT_EXECUTORS:
-                    nursery.start_soon(self._open_persistent, name)
+                nursery.start_soon(self._recover)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -102,20 +124,81 @@ class AllocationManager:
             self._allocations.clear()
             self._open.clear()
 
-    async def _open_persistent(self, name: str) -> None:
+    async def _recover(self) -> None:
+        try:
+            await self._recover_records()
+        except DMSError as exc:  # the store failed: new allocations may still work
+            log.error("could not re-adopt the allocations of the previous run: %s", exc)
+        finally:
+            self.recovered.set()
+
+    async def _recover_records(self) -> None:
+        """Open the persistent executors (reclaiming what nobody claims), then re-adopt
+        every recorded allocation."""
+        records = await trio.to_thread.run_sync(self.records.list)
+        live = {r.allocation_id for r in records if r.live}
+        problems: dict[str, str] = {}
+        async with trio.open_nursery() as nursery:
+            for name in PERSISTENT_EXECUTORS:
+                nursery.start_soon(self._open_persistent, name, live, problems)
+        for record in records:
+            if record.allocation_id in self._allocations:
+                continue
+            try:
+                await self._readopt(record, problems)
+            except DMSError as exc:
+                log.warning("could not re-adopt allocation %s: %s", record.allocation_id, exc)
+
+    async def _open_persistent(self, name: str, live: set[str], problems: dict[str, str]) -> None:
+        """Open ``name`` and reclaim what a previous run left: executions of ``live`` records
+        (or of allocations created since) are kept for re-adoption, the rest removed."""
         found = await trio.to_thread.run_sync(self.registry.probe, name)
         if not found.available:
+            problems[name] = f"the {name} executor is unavailable: {found.reason}"
             return
         try:
             executor = await self.executor(name)
         except DMSError as exc:
             log.warning("%s executor not started: %s", name, exc)
+            problems[name] = f"the {name} executor did not start: {exc}"
             return
-        live = await trio.to_thread.run_sync(self.records.live_ids)
-        # A manager cancelled while the thread ran has closed the executor already (its _hold
-        # task ended): raise Cancelled here rather than use a closed executor.
-        await trio.lowlevel.checkpoint()
-        await reclaim_leftovers(executor, claimed=lambda info: self.claims(info, live))
+        try:
+            await reclaim_leftovers(
+                executor,
+                claimed=lambda info: (
+                    self.claims(info, live) or info.execution_id in self._allocations
+                ),
+            )
+        except DMSError as exc:
+            log.warning("%s executor: could not recover what the previous run left: %s", name, exc)
+            problems[name] = f"the {name} executor could not recover it: {exc}"
+
+    async def _readopt(self, record: AllocationRecord, problems: Mapping[str, str]) -> None:
+        """Recreate the allocation of ``record`` (see the module docstring)."""
+        alloc_id = record.allocation_id
+        if record.status in ("stopped", "terminated"):  # a stop the crash interrupted
+            log.info("finishing the stop of allocation %s", alloc_id)
+            await self._forget(alloc_id)
+            return
+        config, ports, interval_ns = parse_record_config(record)
+        allocation = await self._spawn(
+            alloc_id,
+            record.ensemble_id,
+            record.allocation_name,
+            config,
+            Handle.from_json(record.orchestrator) if record.orchestrator else Handle(),
+            ports,
+            interval_ns,
+        )
+        executor: Executor | None = None
+        why = LOST_WHILE_DOWN
+        if config.executor in PERSISTENT_EXECUTORS:
+            if config.executor not in problems:
+                executor = self._open.get(config.executor)
+            if executor is None:
+                problem = problems.get(config.executor, f"the {config.executor} executor is closed")
+                why = f"{LOST_WHILE_DOWN} ({problem})"
+        await allocation.readopt(record, executor, why)
 
     @staticmethod
     def claims(info: ExecutionInfo, live: set[str]) -> bool:
@@ -166,11 +249,14 @@ class AllocationManager:
         config: AllocationDeploymentConfig,
         orchestrator: Handle,
         ports: Mapping[int, int],
+        *,
+        liveness_interval_ns: int = 0,
     ) -> Allocation:
         """Record, allocate (commitment → allocation) and start the actor of one allocation.
 
         The record comes first, then the resource books, then the actor; a failure undoes what
-        was done. Raises with a one-line reason.
+        was done. ``liveness_interval_ns`` is how often it sends heartbeats to ``orchestrator``
+        (0: :data:`DEFAULT_LIVENESS_INTERVAL`). Raises with a one-line reason.
         """
         alloc_id = allocation_id(ensemble_id, name)
         if alloc_id in self._allocations:
@@ -181,7 +267,7 @@ class AllocationManager:
             allocation_name=name,
             executor=config.executor,
             orchestrator=orchestrator.to_json().decode(),
-            config=record_config(config, ports),
+            config=record_config(config, ports, liveness_interval_ns),
         )
         await trio.to_thread.run_sync(self.records.create, record)
         try:
@@ -189,6 +275,21 @@ class AllocationManager:
         except DMSError:
             await trio.to_thread.run_sync(self.records.delete, alloc_id)
             raise
+        return await self._spawn(
+            alloc_id, ensemble_id, name, config, orchestrator, ports, liveness_interval_ns
+        )
+
+    async def _spawn(  # noqa: PLR0917 (private; every caller passes all of them)
+        self,
+        alloc_id: str,
+        ensemble_id: str,
+        name: str,
+        config: AllocationDeploymentConfig,
+        orchestrator: Handle,
+        ports: Mapping[int, int],
+        liveness_interval_ns: int,
+    ) -> Allocation:
+        """Create and run the actor of a recorded, allocated allocation (undone on failure)."""
         actor = self.parent.create_child(alloc_id)
         allocation = Allocation(
             self,
@@ -198,6 +299,7 @@ class AllocationManager:
             config=config,
             orchestrator=orchestrator,
             ports=ports,
+            liveness_interval=liveness_interval(liveness_interval_ns, DEFAULT_LIVENESS_INTERVAL),
         )
         try:
             await self.nursery.start(allocation.run)
@@ -220,7 +322,7 @@ class AllocationManager:
         allocation = self._allocations.get(alloc_id)
         if allocation is None:
             raise NotFound(f"no allocation {alloc_id} on this node")
-        async with self._lock:
+        async with self._lock, allocation.lock:
             await trio.to_thread.run_sync(
                 lambda: self.records.set_status(alloc_id, "stopped", finished=True)
             )
@@ -255,3 +357,21 @@ def ports_of_record(record: AllocationRecord) -> dict[int, int]:
     """The public→private port map kept in a record's config."""
     data = json.loads(record.config)
     return {int(k): int(v) for k, v in (data.get("PortMapping") or {}).items()}
+
+
+def parse_record_config(
+    record: AllocationRecord,
+) -> tuple[AllocationDeploymentConfig, dict[int, int], int]:
+    """What :func:`record_config` wrote: config, public→private ports, heartbeat interval (ns).
+
+    Raises :class:`DMSError` when the stored JSON is not that.
+    """
+    try:
+        data = json.loads(record.config)
+    except ValueError as exc:
+        raise DMSError(f"allocation {record.allocation_id}: bad stored config: {exc}") from None
+    if not isinstance(data, dict):
+        raise DMSError(f"allocation {record.allocation_id}: bad stored config")
+    config = AllocationDeploymentConfig.from_json(data.get("Config") or {})
+    interval = data.get("LivenessInterval") or 0
+    return config, ports_of_record(record), int(interval) if isinstance(interval, int) else 0

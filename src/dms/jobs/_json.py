@@ -345,3 +345,17 @@ def _field_rules(ensemble: Ensemble, p: Problems) -> None:
     for name, n in ensemble.nodes.items():
         if n.failure_recovery and n.failure_recovery not in NODE_FAILURE_RECOVERY:
             p.add(f"nodes.{name}.failure_recovery", f"unknown {n.failure_recovery!r}")
+
+
+def healthcheck_gojson(check: HealthCheck | None) -> gojson.Struct:
+    """A health check as Go's ``types.HealthCheckManifest`` JSON (interval in ns)."""
+    return _healthcheck(check)
+
+
+def healthcheck_from_json(value: Any) -> HealthCheck | None:
+    """Decode a ``HealthCheckManifest`` object (None when its type is empty); raises
+    :class:`EnsembleInvalid` naming the bad field."""
+    problems = Problems()
+    check = _decode_healthcheck(Reader(problems, fold=True), value, "healthcheck")
+    problems.raise_if_any()
+    return check

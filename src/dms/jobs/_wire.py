@@ -61,8 +61,20 @@ ALLOCATION_STATUS = "/dms/allocation/status"
 ALLOCATION_LOGS = "/dms/allocation/logs"
 TASK_TERMINATION = "/dms/orchestrator/task-termination"
 
+ALLOCATION_RESTART = "/dms/allocation/restart"
+HEALTHCHECK_REGISTER = "/dms/actor/healthcheck/register"
+HEALTHCHECK = "/dms/actor/healthcheck"
+
 #: The allocation behaviours an orchestrator is granted on the allocations it deployed.
-ALLOCATION_BEHAVIORS = (ALLOCATION_START, ALLOCATION_STOP, ALLOCATION_STATUS, ALLOCATION_LOGS)
+ALLOCATION_BEHAVIORS = (
+    ALLOCATION_START,
+    ALLOCATION_STOP,
+    ALLOCATION_STATUS,
+    ALLOCATION_LOGS,
+    ALLOCATION_RESTART,
+    HEALTHCHECK_REGISTER,
+    HEALTHCHECK,
+)
 
 #: Prefix of the signed bytes of a bid (Go's ``bidPrefix``).
 BID_PREFIX = b"dms-bid-"
@@ -588,13 +600,19 @@ class AllocateRequest:
     ensemble_id: str
     node_id: str
     allocations: Mapping[str, AllocationDeploymentConfig] = field(default_factory=dict)
+    #: Ours (key ``LivenessInterval``, ns, omitted when 0): how often the allocations should
+    #: send liveness heartbeats to the orchestrator.
+    liveness_interval_ns: int = 0
 
     def __gojson__(self) -> gojson.Struct:
-        return gojson.Struct(
+        out = gojson.Struct(
             EnsembleID=self.ensemble_id,
             NodeID=self.node_id,
             Allocations=dict(self.allocations),
         )
+        if self.liveness_interval_ns:
+            out["LivenessInterval"] = self.liveness_interval_ns
+        return out
 
     def to_json(self) -> bytes:
         return gojson.marshal(self)
@@ -611,6 +629,7 @@ class AllocateRequest:
             allocations={
                 str(k): AllocationDeploymentConfig.from_json(v) for k, v in allocs.items()
             },
+            liveness_interval_ns=max(0, _int(obj, "LivenessInterval")),
         )
 
 

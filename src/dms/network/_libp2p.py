@@ -44,6 +44,7 @@ from dms.network._libp2p_keys import libp2p_key_pair
 from dms.network._libp2p_liveness import Liveness, ping_once
 from dms.network._libp2p_multiselect import cork_negotiation
 from dms.network._libp2p_pubsub import GossipSettings, libp2p_validator, make_pubsub
+from dms.network._libp2p_redial import redial_promptly
 from dms.network._libp2p_security import DEFAULT_SECURITY, harden_upgrader, security_options
 from dms.network._libp2p_streams import (
     REUSE_PROTOCOL,
@@ -141,6 +142,7 @@ class Libp2pNetwork(Network):
         )
         harden_upgrader(self._host, secure)
         cork_negotiation(self._host)  # a lazy dialer's header and protocol: one reply
+        redial_promptly(self._host)  # a peer that is back is reachable at once, not in 60 s
         self._id: ID = self._host.get_id()
         assert str(self._id) == str(peer_id_from_public_key(key.public_key))
         self._reuse = reuse_streams

@@ -374,7 +374,14 @@ class DeploymentBehaviors:
                         raise DMSError(f"no committed resources for allocation {alloc_id}")
                     ports = {int(k): int(v) for k, v in json.loads(commitment.ports).items()}
                     created.append(
-                        await manager.create(request.ensemble_id, name, config, env.from_, ports)
+                        await manager.create(
+                            request.ensemble_id,
+                            name,
+                            config,
+                            env.from_,
+                            ports,
+                            liveness_interval_ns=request.liveness_interval_ns,
+                        )
                     )
             except DMSError as exc:
                 for allocation in created:

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ from dms.orchestrator import (
     MIN_REQUEST_LIFETIME,
     DeploymentStatus,
     EnsembleManifest,
+    Event,
     Orchestrator,
     OrchestratorSettings,
     snapshot_fields,
@@ -56,6 +58,7 @@ DEPLOYMENT_MANIFEST = "/dms/node/deployment/manifest"
 DEPLOYMENT_LOGS = "/dms/node/deployment/logs"
 DEPLOYMENT_SHUTDOWN = "/dms/node/deployment/shutdown"
 DEPLOYMENT_PRUNE = "/dms/node/deployment/prune"
+DEPLOYMENT_EVENTS = "/dms/node/deployment/events"
 ALLOCATIONS_LIST = "/dms/node/allocations/list"
 
 
@@ -87,11 +90,36 @@ class Deployments:
         """Own the orchestrators' tasks until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await self._restore()
             task_status.started()
             try:
                 await trio.sleep_forever()
             finally:
                 self._nursery = None
+
+    async def _restore(self) -> None:
+        """Bring back the deployments that had not ended when this DMS stopped: a Running one
+        is supervised again; one caught mid-placement is failed (and what it reserved freed)."""
+        assert self._nursery is not None
+        for record in await self._records():
+            try:
+                if DeploymentStatus(record.status).terminal:
+                    continue
+                orch = Orchestrator.restore(
+                    self.node.actor,
+                    record,
+                    persist=self._persist,
+                    candidates=self.node.provider_candidates,
+                    handle_of=self.node.handle_of,
+                    settings=self.settings,
+                )
+            except (DMSError, ValueError) as exc:
+                log.warning("deployment %s not restored: %s", record.ensemble_id[:12], exc)
+                continue
+            self.live[orch.id] = orch
+            log.info("restored deployment %s (%s)", orch.id[:12], orch.status.label)
+            deadline = trio.current_time() + self.settings.redeploy_timeout
+            await self._nursery.start(orch.run, deadline)
 
     # -- store ---------------------------------------------------------------------------
 
@@ -173,6 +201,66 @@ class Deployments:
         return orch
 
 
+#: At most this many events per ``/dms/node/deployment/events`` reply (a follower asks again
+#: from ``Next``), so a long-lived deployment's history never makes one oversized message.
+EVENTS_PAGE = 256
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """Events ``[after, next)`` of a deployment, with its status as of the same instant."""
+
+    events: list[Event]
+    next: int
+    status: DeploymentStatus
+    reason: str
+    #: The deployment ended and no event follows ``next``: a follower can stop.
+    ended: bool
+
+
+async def events_page(deployments: Deployments, eid: str, after: int) -> EventPage:
+    """The events of deployment ``eid`` after the first ``after``: from its live orchestrator,
+    else from the stored snapshot (old records' ``{time, message}`` events decode too)."""
+    orch = deployments.live.get(eid)
+    if orch is not None:
+        # Read without an await in between: the events and the status belong together.
+        events, status, reason = list(orch.events), orch.status, orch.error
+    else:
+        record = await deployments.record(eid)
+        if record is None:
+            raise NotFound(f"no deployment {eid}")
+        snap = snapshot_fields(record.snapshot)
+        events = _stored_events(snap)
+        status = DeploymentStatus(record.status)
+        error = snap.get("error")
+        reason = error if isinstance(error, str) else ""
+    start = min(after, len(events))
+    page = events[start : start + EVENTS_PAGE]
+    end = start + len(page)
+    return EventPage(page, end, status, reason, status.terminal and end == len(events))
+
+
+def _stored_events(snap: Mapping[str, Any]) -> list[Event]:
+    """The events of a stored snapshot, decoded leniently (old records: ``{time, message}``)."""
+    stored = snap.get("events")
+    return [Event.from_json(e) for e in stored] if isinstance(stored, list) else []
+
+
+def _after_field(obj: Mapping[str, Any]) -> int:
+    """The request's ``After`` (events already seen): a non-negative integer, default 0."""
+    value: Any = None
+    for key, item in obj.items():
+        if str(key).lower() == "after":
+            value = item
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RequestError("After must be a non-negative integer")
+    return value
+
+
 def _status_reply(status: str, error: str, extra: Mapping[str, Any] | None = None) -> Any:
     out = gojson.Struct(Status=status, Error=error)
     out.update(extra or {})
@@ -230,12 +318,33 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
                 "EnsembleID": eid,
                 "Reason": snap.get("error", ""),
                 "Explanation": snap.get("explanation") or [],
-                "Events": snap.get("events") or [],
+                "Events": _stored_events(snap),
             }
             label = DeploymentStatus(record.status).label
             await send_reply(node, env, _status_reply(label, "", extra))
         except DMSError as exc:
             await send_reply(node, env, _status_reply("", str(exc)))
+
+    async def events(env: Envelope) -> None:
+        try:
+            obj = request_object(env)
+            after = _after_field(obj)
+            eid = await deployments.resolve(_id_field(obj, "ID", "EnsembleID"))
+            page = await events_page(deployments, eid, after)
+        except DMSError as exc:
+            reply = gojson.Struct(Events=[], Next=0, Status="", Ended=False, Error=str(exc))
+            await send_reply(node, env, reply)
+            return
+        reply = gojson.Struct(
+            Events=page.events,
+            Next=page.next,
+            Status=page.status.label,
+            Ended=page.ended,
+            EnsembleID=eid,
+            Reason=page.reason,
+            Error="",
+        )
+        await send_reply(node, env, reply)
 
     async def manifest(env: Envelope) -> None:
         try:
@@ -348,6 +457,7 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
     node.actor.add_behavior(DEPLOYMENT_NEW, new)
     node.actor.add_behavior(DEPLOYMENT_LIST, list_)
     node.actor.add_behavior(DEPLOYMENT_STATUS, status)
+    node.actor.add_behavior(DEPLOYMENT_EVENTS, events)
     node.actor.add_behavior(DEPLOYMENT_MANIFEST, manifest)
     node.actor.add_behavior(DEPLOYMENT_LOGS, logs)
     node.actor.add_behavior(DEPLOYMENT_SHUTDOWN, shutdown)

@@ -112,6 +112,7 @@ async def two_phase_commit(
     placement: Mapping[str, str],
     handle_of: Callable[[str], Handle],
     progress: Callable[[str], None],
+    liveness_interval_ns: int = 0,
 ) -> Committed:
     """Commit, then allocate, ``placement`` (ensemble node -> peer); see the module doc."""
     failed: dict[str, str] = {}
@@ -154,7 +155,8 @@ async def two_phase_commit(
             raise CommitFailed("; ".join(failed.values()), set(failed), set(committed))
 
     await on_every_node(commit_node)
-    progress(f"committed {len(ensemble.allocations)} allocations on {len(committed)} providers")
+    count = sum(len(allocs) for _, allocs in committed.values())
+    progress(f"committed {count} allocations on {len(committed)} providers")
 
     result = Committed()
 
@@ -164,6 +166,7 @@ async def two_phase_commit(
             ensemble_id=ensemble_id,
             node_id=node,
             allocations={a: allocation_config(ensemble, a) for a in allocs},
+            liveness_interval_ns=liveness_interval_ns,
         )
         try:
             reply = await actor.invoke(

@@ -78,6 +78,8 @@ class AllocationManifest:
     status: str = ALLOC_PENDING
     exit_code: int | None = None
     error: str = ""
+    #: Ours (omitted when 0): how many times the orchestrator restarted it or moved it.
+    restarts: int = 0
 
     def __gojson__(self) -> gojson.Struct:
         out = gojson.Struct(
@@ -95,6 +97,8 @@ class AllocationManifest:
             out["exit_code"] = self.exit_code
         if self.error:
             out["error"] = self.error
+        if self.restarts:
+            out["restarts"] = self.restarts
         return out
 
     @classmethod
@@ -112,6 +116,7 @@ class AllocationManifest:
             status=str(obj.get("status") or ALLOC_PENDING),
             exit_code=int(exit_code) if isinstance(exit_code, int) else None,
             error=str(obj.get("error") or ""),
+            restarts=int(obj.get("restarts") or 0),
         )
 
 

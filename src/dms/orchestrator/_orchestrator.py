@@ -32,10 +32,18 @@ import trio
 
 from dms import gojson
 from dms.actor import Actor, Envelope, Handle
-from dms.crypto import Ed25519PrivateKey, PrivateKey, marshal_private_key
+from dms.crypto import (
+    Ed25519PrivateKey,
+    PrivateKey,
+    marshal_private_key,
+    unmarshal_private_key,
+)
+from dms.db import DeploymentRecord
 from dms.errors import DMSError
 from dms.jobs import (
+    ALLOCATION_LIVENESS,
     ALLOCATION_LOGS,
+    ALLOCATION_RESTART,
     ALLOCATION_START,
     ALLOCATION_STOP,
     DEPLOYMENT_BID,
@@ -57,9 +65,11 @@ from dms.orchestrator._bidding import (
 from dms.orchestrator._commit import CommitFailed, Committed, revert_all, two_phase_commit
 from dms.orchestrator._demands import bid_request, edges_of, node_demands
 from dms.orchestrator._edge import EdgeConstraintRequest
+from dms.orchestrator._events import Event, log_event
 from dms.orchestrator._manifest import (
     ALLOC_COMPLETED,
     ALLOC_FAILED,
+    ALLOC_PENDING,
     ALLOC_RUNNING,
     ALLOC_STOPPED,
     AllocationManifest,
@@ -67,7 +77,9 @@ from dms.orchestrator._manifest import (
     NodeManifest,
 )
 from dms.orchestrator._matcher import Edge, Match
+from dms.orchestrator._recovery import SupervisionSettings
 from dms.orchestrator._status import DeploymentStatus
+from dms.orchestrator._supervisor import Supervisor
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -88,6 +100,13 @@ EDGE_TIMEOUT = 5.0
 REPORT_GRANT_NS = 3600 * 10**9
 #: Last lines of a failed task's output quoted in the deployment's error.
 ERROR_TAIL_LINES = 5
+#: What providers' allocations may send us: their end and their heartbeats.
+REPORT_BEHAVIORS = (TASK_TERMINATION, ALLOCATION_LIVENESS)
+
+
+class PlacementFailed(DMSError):
+    """Nodes could not be placed (and committed) before their deadline; the message says why."""
+
 
 Persist = Callable[["Orchestrator"], Awaitable[None]]
 
@@ -95,17 +114,6 @@ Persist = Callable[["Orchestrator"], Awaitable[None]]
 def new_orchestrator_id(host_peer_id: str) -> str:
     """Go's orchestrator/ensemble ID: hex SHA-256 of the host peer ID and a UUIDv1."""
     return sha256((host_peer_id + str(uuid.uuid1())).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened to a deployment, for ``nunet deployment status`` and logs."""
-
-    time_ns: int
-    message: str
-
-    def __gojson__(self) -> gojson.Struct:
-        return gojson.Struct(time=self.time_ns, message=self.message)
 
 
 @dataclass
@@ -121,8 +129,11 @@ class OrchestratorSettings:
     """Timing knobs of an orchestrator (tests and benchmarks shorten them)."""
 
     bidding: BiddingSettings = field(default_factory=BiddingSettings)
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
     retry_pause: float = 0.2
     start_timeout: float = START_TIMEOUT
+    #: How long placing a lost node elsewhere may take before the deployment gives it up.
+    redeploy_timeout: float = 120.0
 
 
 class Orchestrator:
@@ -160,6 +171,8 @@ class Orchestrator:
         self.created_ns = time.time_ns()
         self._demands = node_demands(ensemble)
         self._book = BidBook(self.id, self._demands)
+        #: The book the current bid round fills (the first placement's, or a redeploy's).
+        self._active_book = self._book
         self._edges = EdgeBook()
         self._excluded: set[str] = set(ensemble.exclude_peers)
         self._nonce = 0
@@ -168,6 +181,13 @@ class Orchestrator:
         self._ended = trio.Event()
         #: Set when every task ended and the deployment is being wound up (once only).
         self._finishing = False
+        #: Built from a stored record after a restart of the DMS (see :meth:`restore`).
+        self.restored = False
+        #: Provider DIDs granted the report behaviours (once each).
+        self._granted: set[str] = set()
+        #: Nodes already placed elsewhere by escalation (escalation redeploys a node once).
+        self.escalated: set[str] = set()
+        self.supervisor = Supervisor(self, self.settings.supervision)
 
     @property
     def ensemble_id(self) -> str:
@@ -176,14 +196,49 @@ class Orchestrator:
     # -- state -----------------------------------------------------------------------------
 
     def _event(self, message: str) -> None:
-        self.events.append(Event(time.time_ns(), message))
-        log.info("deployment %s: %s", self.id[:12], message)
+        self.record(message)
+
+    def record(
+        self,
+        message: str,
+        *,
+        kind: str = "progress",
+        subject: str = "",
+        status: str = "",
+        reason: str = "",
+    ) -> None:
+        """Add an event (what happened, to what, the new state and why) and log it as one
+        structured line."""
+        event = Event.now(message, kind=kind, subject=subject, status=status, reason=reason)
+        self.events.append(event)
+        log_event(self.id, event)
         self._changed.set()
         self._changed = trio.Event()
 
+    async def save(self) -> None:
+        """Write the current state to the store."""
+        await self._persist(self)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the deployment is being wound up (shut down or ended by its tasks)."""
+        return self._finishing or self._wake.is_set()
+
+    def handle_of(self, peer: str) -> Handle:
+        return self._handle_of(peer)
+
+    def allocation_name(self, alloc_id: str) -> str | None:
+        """The name of the allocation whose ID is ``alloc_id`` (None: not ours)."""
+        return next((n for n, a in self.manifest.allocations.items() if a.id == alloc_id), None)
+
     async def _set_status(self, status: DeploymentStatus, message: str) -> None:
         self.status = status
-        self._event(f"{status.label}: {message}" if message else status.label)
+        self.record(
+            f"{status.label}: {message}" if message else status.label,
+            kind="deployment",
+            status=status.label,
+            reason=message,
+        )
         await self._persist(self)
         if status.terminal:
             self._ended.set()
@@ -212,13 +267,19 @@ class Orchestrator:
         async with trio.open_nursery() as nursery:
             self.actor.add_behavior(DEPLOYMENT_BID, self._on_bid)
             self.actor.add_behavior(TASK_TERMINATION, self._on_termination)
+            self.actor.add_behavior(ALLOCATION_LIVENESS, self.supervisor.on_liveness)
             await nursery.start(self.actor.run)
             await self._persist(self)
             task_status.started()
             try:
-                await self._deploy(deadline)
+                if self.restored:
+                    await self._resume()
+                else:
+                    await self._deploy(deadline)
             except DMSError as exc:
                 await self._fail(str(exc))
+            if self.status is DeploymentStatus.RUNNING:
+                await nursery.start(self.supervisor.run)
             if not self.status.terminal:
                 await self._wake.wait()  # shut down, or ended by its tasks
                 if not self.status.terminal:
@@ -228,32 +289,52 @@ class Orchestrator:
             nursery.cancel_scope.cancel()
 
     async def _on_bid(self, env: Envelope) -> None:
-        self._book.receive(env)
+        self._active_book.receive(env)
 
     async def _fail(self, reason: str) -> None:
         self.error = reason
         await self._set_status(DeploymentStatus.FAILED, reason)
 
     async def _deploy(self, deadline: float) -> None:
+        try:
+            await self._place(sorted(self._demands), deadline, self._book, initial=True)
+        except PlacementFailed as exc:
+            await self._fail(str(exc))
+            return
+        await self._set_status(DeploymentStatus.PROVISIONING, "starting allocations")
+        failures = await self._start(list(self.manifest.allocations), deadline)
+        if failures:
+            reason = "; ".join(f"allocation {a} did not start: {e}" for a, e in failures.items())
+            await self._stop_allocations()
+            await self._fail(reason)
+            return
+        await self._set_status(DeploymentStatus.RUNNING, "every allocation started")
+        await self._check_tasks_done()
+
+    async def _place(
+        self, nodes: list[str], deadline: float, book: BidBook, *, initial: bool
+    ) -> dict[str, str]:
+        """Bid for, match and commit ``nodes`` (the others keep their place), retrying without
+        the providers that failed, until placed; raises :class:`PlacementFailed` with the
+        reason. ``initial``: the first placement, whose steps are the deployment's statuses."""
         attempt = 0
+        self._active_book = book
         while True:
             attempt += 1
             if trio.current_time() >= deadline:
-                await self._fail(self._deadline_reason())
-                return
-            result = await self._bid(deadline)
+                raise PlacementFailed(self._deadline_reason())
+            result = await self._bid(deadline, nodes, book)
             self.explanation = result.explanation.lines()
             if result.placement is None:
                 if trio.current_time() >= deadline:
-                    await self._fail(self._deadline_reason())
-                else:
-                    await self._fail("cannot be placed: " + result.explanation.summary)
-                return
+                    raise PlacementFailed(self._deadline_reason())
+                raise PlacementFailed("cannot be placed: " + result.explanation.summary)
             placement = result.placement
             self._event(
                 "placement: " + ", ".join(f"{n} on {p[-8:]}" for n, p in sorted(placement.items()))
             )
-            await self._set_status(DeploymentStatus.COMMITTING, f"attempt {attempt}")
+            if initial:
+                await self._set_status(DeploymentStatus.COMMITTING, f"attempt {attempt}")
             try:
                 with trio.fail_at(deadline):
                     committed = await two_phase_commit(
@@ -263,24 +344,23 @@ class Orchestrator:
                         placement=placement,
                         handle_of=self._handle_of,
                         progress=self._event,
+                        liveness_interval_ns=round(
+                            self.settings.supervision.liveness_interval * 1e9
+                        ),
                     )
             except CommitFailed as exc:
                 self._event(f"commit failed, excluding {len(exc.peers)} providers: {exc}")
                 self._excluded |= exc.peers
-                self._book.forget_peers(exc.peers | exc.reverted)
-                await self._set_status(DeploymentStatus.PREPARING, "placing again")
+                book.forget_peers(exc.peers | exc.reverted)
+                if initial:
+                    await self._set_status(DeploymentStatus.PREPARING, "placing again")
                 await trio.sleep(self.settings.retry_pause)
                 continue
             except trio.TooSlowError:
-                await self._fail(self._deadline_reason())
-                return
-            self._fill_manifest(placement, committed)
-            self._grant_reports(placement)
-            await self._set_status(DeploymentStatus.PROVISIONING, "starting allocations")
-            if await self._start_all(deadline):
-                await self._set_status(DeploymentStatus.RUNNING, "every allocation started")
-                await self._check_tasks_done()
-            return
+                raise PlacementFailed(self._deadline_reason()) from None
+            self._fill_manifest(placement, committed, book)
+            self._grant_reports()
+            return placement
 
     def _deadline_reason(self) -> str:
         why = " ".join(self.explanation)
@@ -288,9 +368,8 @@ class Orchestrator:
             f": {why}" if why else ""
         )
 
-    async def _bid(self, deadline: float) -> Match:
+    async def _bid(self, deadline: float, nodes: list[str], book: BidBook) -> Match:
         self._nonce += 1
-        nodes = sorted(self._demands)
         request = bid_request(
             self.id,
             self._nonce,
@@ -299,7 +378,7 @@ class Orchestrator:
             nodes=nodes,
             excluded=frozenset(self._excluded),
         )
-        pinned = {d.peer for d in self._demands.values() if d.peer}
+        pinned = {self._demands[n].peer for n in nodes if self._demands[n].peer}
         known = [p for p in self._candidates() if p not in self._excluded and p not in pinned]
         bidding = self.settings.bidding
         limit = min(bidding.max_direct, bidding.direct_per_node * len(nodes))
@@ -310,7 +389,7 @@ class Orchestrator:
         self._event(f"asking {len(direct)} of {len(known) + len(pinned)} known providers for bids")
         return await run_round(
             self.actor,
-            self._book,
+            book,
             edges_of(self.ensemble),
             self._edges,
             self._measure_edge,
@@ -339,9 +418,11 @@ class Orchestrator:
         )
         return answer.ok
 
-    def _fill_manifest(self, placement: dict[str, str], committed: Committed) -> None:
+    def _fill_manifest(
+        self, placement: dict[str, str], committed: Committed, book: BidBook
+    ) -> None:
         for node, peer in placement.items():
-            offer = self._book.offers.get((peer, node))
+            offer = book.offers.get((peer, node))
             config = self.ensemble.nodes[node]
             self.manifest.nodes[node] = NodeManifest(
                 id=node,
@@ -357,6 +438,7 @@ class Orchestrator:
                 ports = committed.ports.get(alloc) or {
                     p.public: p.private for p in config.ports if p.allocation == alloc and p.public
                 }
+                before = self.manifest.allocations.get(alloc)
                 self.manifest.allocations[alloc] = AllocationManifest(
                     id=allocation_id(self.id, alloc),
                     node_id=node,
@@ -364,25 +446,28 @@ class Orchestrator:
                     dns_name=f"{alloc_config.dns_name or alloc}.internal",
                     ports=ports,
                     healthcheck=healthcheck_mapping(alloc_config.healthcheck),
+                    restarts=before.restarts if before is not None else 0,
                 )
 
-    def _grant_reports(self, placement: dict[str, str]) -> None:
+    def _grant_reports(self) -> None:
         """Let the providers' allocation actors report to us (Go grants the orchestrator
         namespace to allocations): a require anchor per provider DID, as Go's ``Grant``."""
         security = self.actor.security
         expire = security.now_ns() + REPORT_GRANT_NS
+        granted: set[str] = set()
         for alloc in self.manifest.allocations.values():
             did = alloc.handle.did
-            if did.empty():
+            if did.empty() or did.uri in granted or did.uri in self._granted:
                 continue
+            granted.add(did.uri)
             try:
                 tokens = security.grant(
-                    did, security.actor_did, [TASK_TERMINATION], expire, depth=0
+                    did, security.actor_did, list(REPORT_BEHAVIORS), expire, depth=0
                 )
                 security.capabilities.add_require(tokens.tokens)
             except DMSError as exc:
                 log.warning("could not grant reports to %s: %s", did.uri, exc)
-        del placement
+        self._granted |= granted
 
     def _start_levels(self) -> list[list[str]]:
         """Allocations grouped so each group depends only on earlier groups."""
@@ -396,8 +481,11 @@ class Orchestrator:
             groups[level[alloc]].append(alloc)
         return groups
 
-    async def _start_all(self, deadline: float) -> bool:
+    async def _start(self, names: list[str], deadline: float) -> dict[str, str]:
+        """Start ``names`` in ``depends_on`` order (each level in parallel); stops at the first
+        level with a failure and returns ``{allocation: why}`` for those that did not start."""
         failures: dict[str, str] = {}
+        wanted = set(names)
 
         async def start(alloc: str) -> None:
             manifest = self.manifest.allocations[alloc]
@@ -411,7 +499,12 @@ class Orchestrator:
                     raise DMSError(answer.error or "start refused")
                 if manifest.status not in (ALLOC_COMPLETED, ALLOC_FAILED):
                     manifest.status = ALLOC_RUNNING
-                self._event(f"allocation {alloc} started")
+                self.record(
+                    f"allocation {alloc} started",
+                    kind="allocation",
+                    subject=alloc,
+                    status="running",
+                )
             except DMSError as exc:
                 failures[alloc] = str(exc)
                 manifest.status = ALLOC_FAILED
@@ -420,16 +513,134 @@ class Orchestrator:
         for group in self._start_levels():
             async with trio.open_nursery() as nursery:
                 for alloc in group:
-                    nursery.start_soon(start, alloc)
+                    if alloc in wanted:
+                        nursery.start_soon(start, alloc)
             if failures:
-                reason = "; ".join(
-                    f"allocation {a} did not start: {e}" for a, e in failures.items()
-                )
-                await self._stop_allocations()
-                await self._fail(reason)
-                return False
+                return failures
             await self._persist(self)
-        return True
+        return failures
+
+    # -- supervision (see _supervisor) ---------------------------------------------------------
+
+    async def restart_allocation(self, name: str) -> str | None:
+        """Ask ``name``'s allocation actor to restart its execution; None, or why it did not."""
+        alloc = self.manifest.allocations[name]
+        try:
+            reply = await self.actor.invoke(
+                alloc.handle, ALLOCATION_RESTART, alloc.id, timeout=self.settings.start_timeout
+            )
+            answer = OkResponse.from_json(reply.decode_payload())
+            if not answer.ok:
+                raise DMSError(answer.error or "restart refused")
+        except DMSError as exc:
+            alloc.status, alloc.error = ALLOC_FAILED, str(exc)
+            return str(exc)
+        alloc.status, alloc.exit_code, alloc.error = ALLOC_RUNNING, None, ""
+        alloc.restarts += 1
+        return None
+
+    async def redeploy_node(self, node: str, reason: str) -> str | None:
+        """Place ``node`` on another provider (its current one excluded) and start its
+        allocations there; None, or why it could not be done. The deployment stays Running."""
+        old = self.manifest.nodes[node].peer
+        if old:
+            self._excluded.add(old)
+        names = list(self.ensemble.nodes[node].allocations)
+        for name in names:
+            self.manifest.allocations[name].status = ALLOC_PENDING
+        self.record(
+            f"placing node {node} again ({reason})", kind="node", subject=node, status="redeploying"
+        )
+        book = BidBook(self.id, {node: self._demands[node]})
+        deadline = trio.current_time() + self.settings.redeploy_timeout
+        try:
+            placement = await self._place([node], deadline, book, initial=False)
+        except PlacementFailed as exc:
+            self._mark_failed(names, str(exc))
+            await self.save()
+            return str(exc)
+        failures = await self._start(names, deadline)
+        if failures:
+            why = "; ".join(f"allocation {a} did not start: {e}" for a, e in failures.items())
+            self._mark_failed(names, why)
+            await self.save()
+            return why
+        for name in names:
+            self.manifest.allocations[name].restarts += 1
+        self.record(
+            f"node {node} runs again, on {placement[node][-8:]}",
+            kind="node",
+            subject=node,
+            status="running",
+            reason=reason,
+        )
+        await self.save()
+        return None
+
+    def _mark_failed(self, names: list[str], why: str) -> None:
+        for name in names:
+            alloc = self.manifest.allocations[name]
+            if alloc.status != ALLOC_RUNNING:
+                alloc.status, alloc.error = ALLOC_FAILED, why
+
+    async def teardown(self, reason: str) -> None:
+        """Recovery failed for good: stop everything and fail with ``reason``."""
+        if self._finishing or self.status.terminal:
+            return
+        self._finishing = True
+        await self._stop_allocations()
+        await self._fail(reason)
+
+    async def _resume(self) -> None:
+        """Carry on with a deployment restored from the store after a restart of the DMS."""
+        status = self.status
+        if status is DeploymentStatus.RUNNING:
+            self._grant_reports()
+            self.record("supervising again after a restart of the DMS")
+            await self.save()
+            return
+        if status is DeploymentStatus.SHUTTING_DOWN:
+            self._wake.set()
+            return
+        # Preparing, committing or provisioning when the DMS stopped: that step cannot be
+        # resumed; free what it may have reserved and say so.
+        await self._stop_allocations()
+        await self._fail(f"interrupted while {status.label} by a restart of its DMS")
+
+    @classmethod
+    def restore(
+        cls,
+        parent: Actor,
+        record: DeploymentRecord,
+        *,
+        persist: Persist,
+        candidates: Callable[[], Sequence[str]],
+        handle_of: Callable[[str], Handle],
+        settings: OrchestratorSettings | None = None,
+    ) -> Orchestrator:
+        """Rebuild a stored deployment's orchestrator: same ID and key (so the same handle its
+        allocations report to), manifest, status and events. Run it like a new one."""
+        orch = cls(
+            parent,
+            Ensemble.from_json(record.config),
+            persist=persist,
+            candidates=candidates,
+            handle_of=handle_of,
+            orchestrator_id=record.orchestrator_id,
+            key=unmarshal_private_key(bytes(record.private_key)),
+            settings=settings,
+        )
+        manifest = EnsembleManifest.from_json(json.loads(record.manifest))
+        manifest.orchestrator = orch.actor.handle
+        orch.manifest = manifest
+        orch.status = DeploymentStatus(record.status)
+        snap = snapshot_fields(record.snapshot)
+        orch.error = str(snap.get("error") or "")
+        orch.explanation = [str(line) for line in snap.get("explanation") or []]
+        orch.events = [Event.from_json(e) for e in snap.get("events") or []]
+        orch.created_ns = record.created_at or orch.created_ns
+        orch.restored = True
+        return orch
 
     # -- allocation reports ------------------------------------------------------------------
 
@@ -439,10 +650,7 @@ class Orchestrator:
         except (DMSError, ValueError) as exc:
             log.info("task termination refused: %s", exc)
             return
-        name = next(
-            (n for n, a in self.manifest.allocations.items() if a.id == report.allocation_id),
-            None,
-        )
+        name = self.allocation_name(report.allocation_id)
         if name is None:
             return
         manifest = self.manifest.allocations[name]
@@ -454,12 +662,18 @@ class Orchestrator:
         manifest.error = report.error
         ok = report.exit_code == 0 and not report.error
         manifest.status = ALLOC_COMPLETED if ok else ALLOC_FAILED
-        self._event(
-            f"allocation {name} ended: "
-            + (f"exit code {report.exit_code}" + (f", {report.error}" if report.error else ""))
+        how = f"exit code {report.exit_code}" + (f", {report.error}" if report.error else "")
+        self.record(
+            f"allocation {name} ended: {how}",
+            kind="allocation",
+            subject=name,
+            status=manifest.status,
+            reason=how,
         )
         await self._persist(self)
-        if self.status is DeploymentStatus.RUNNING:
+        if self.status is DeploymentStatus.RUNNING and not self.stopping:
+            if self.supervisor.allocation_ended(name, ok):
+                return
             await self._check_tasks_done()
 
     async def _check_tasks_done(self) -> None:
@@ -469,7 +683,9 @@ class Orchestrator:
         if self._finishing:
             return
         allocs = self.manifest.allocations
-        failed = [n for n, a in allocs.items() if a.status == ALLOC_FAILED]
+        tasks = {n for n, a in self.ensemble.allocations.items() if a.type == "task"}
+        # A failed service is the supervisor's (restarted, or given up by its policy).
+        failed = [n for n, a in allocs.items() if a.status == ALLOC_FAILED and n in tasks]
         if failed:
             self._finishing = True
             name = failed[0]
@@ -562,7 +778,17 @@ class Orchestrator:
             "Explanation": list(self.explanation),
             "Events": list(self.events),
             "Allocations": {
-                n: {"status": a.status, "exit_code": a.exit_code, "error": a.error}
+                n: {
+                    "status": a.status,
+                    "exit_code": a.exit_code,
+                    "error": a.error,
+                    "node": a.node_id,
+                    "peer": self.manifest.nodes[a.node_id].peer
+                    if a.node_id in self.manifest.nodes
+                    else "",
+                    "restarts": a.restarts,
+                    **self.supervisor.allocation_payload(n),
+                }
                 for n, a in self.manifest.allocations.items()
             },
         }
