@@ -104,9 +104,6 @@ def test_go_rejects_a_python_envelope_with_a_bad_signature(
 NON_CANONICAL = [
     "{}",
     '{"TO":{"ID":{"PUB":""},"Did":{"URI":"did:x:y"},"aDDr":{"HOST":"h","Inbox":"i"}}}',
-    '{"to":{"addr":{"host":"h"}},"to":{"addr":{"inbox":"i"}},"be":"a","be":"b","be":null}',
-    '{"nonce":5,"nonce":null,"opt":{"exp":3},"opt":{"cont":"c"},"opt":null}',
-    '{"msg":"AA==","msg":null,"cap":"","sig":null,"unknown":{"x":[1,2,{"y":null}]}}',
     '{"msg":"","cap":"AAEC","sig":"\\/w=="}',
     '{"ſig":"AAE=","\u212aey":1,"Opt":{"EXP":18446744073709551615,"topic":"<&>"}}',
     '{"from":{"id":{"pub":"BAAREIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA======"}}}',
@@ -115,6 +112,17 @@ NON_CANONICAL = [
     '{"be":"\\ud800 lone surrogate"}',
     '{"msg":"e31="}',
     ' \r{ "nonce" : 12 ,\t"be" : "x" } ',
+    '{"msg":null,"cap":"","sig":null,"unknown":{"x":[1,2,{"y":null}]},"unknown":1}',
+]
+
+#: Go decodes a repeated key into what the first one filled (merging objects); envelopes are
+#: signed, so we refuse them instead: two readers must never disagree about a signed message.
+GO_MERGES_WE_REFUSE = [
+    '{"to":{"addr":{"host":"h"}},"to":{"addr":{"inbox":"i"}},"be":"a","be":"b","be":null}',
+    '{"nonce":5,"nonce":null,"opt":{"exp":3},"opt":{"cont":"c"},"opt":null}',
+    '{"msg":"AA==","msg":null,"cap":"","sig":null,"unknown":{"x":[1,2,{"y":null}]}}',
+    '{"be":"a","Be":"b"}',
+    '{"sig":"","\u017fig":""}',
 ]
 
 BOTH_REFUSE = [
@@ -151,6 +159,14 @@ def test_python_parses_like_go(go_program: Callable[[str], Path]) -> None:
         ours = Envelope.from_json(line)
         assert ours.to_json() == report["full"], line
         assert ours.signing_bytes() == SIGNATURE_PREFIX + report["unsigned"], line
+
+
+def test_go_accepts_repeated_keys_that_we_refuse(go_program: Callable[[str], Path]) -> None:
+    out = run_lines(go_program("envelope"), "verify", GO_MERGES_WE_REFUSE)
+    for line, result in zip(GO_MERGES_WE_REFUSE, out, strict=True):
+        assert not result.startswith("ERR"), f"Go refused {line}: {result}"
+        with pytest.raises(DMSError, match="duplicate key"):
+            Envelope.from_json(line)
 
 
 def test_python_refuses_what_go_refuses(go_program: Callable[[str], Path]) -> None:

@@ -170,3 +170,46 @@ async def test_task_ensemble_still_completes_under_supervision(
     orch = await w.ended(eid)
     assert orch.status is DeploymentStatus.COMPLETED, orch.error
     assert not any("restart" in m for m in messages(w, eid))
+
+
+async def test_escalation_redeploy_moves_the_node_once_then_tears_down(
+    nursery: trio.Nursery, tmp_path: Path, stack: ExitStack
+) -> None:
+    """``escalation_strategy: redeploy``: when an allocation used up its restarts, its node is
+    placed on another provider (once); when it uses them up there too, the deployment is torn
+    down with the reason."""
+    w = await world(nursery, tmp_path, stack, [1, 1], settings=SUPERVISED)
+    text = one_per_node({"a": short_service(0.2, 0.75)}, "escalation_strategy: redeploy\n")
+    eid = await w.deploy(text)
+    orch = await w.ended(eid, timeout=30)
+    assert orch.status is DeploymentStatus.FAILED
+    assert "restarted too often" in orch.error and "redeploy" not in orch.error, orch.error
+    text_events = messages(w, eid)
+    assert sum(m.startswith("node n-a runs again, on") for m in text_events) == 1, text_events
+    assert any("escalating: node n-a is placed elsewhere" in m for m in text_events), text_events
+    peers = [m for m in text_events if m.startswith("placement: ")]
+    assert len(peers) == 2 and peers[0] != peers[1], peers
+    for provider in w.providers:
+        assert provider.manager is not None
+        with trio.fail_after(5):
+            while provider.manager.allocations():
+                await trio.sleep(0.02)
+
+
+async def test_lost_node_with_stay_down_gives_its_allocations_up(
+    nursery: trio.Nursery, tmp_path: Path, stack: ExitStack
+) -> None:
+    """A node whose ``failure_recovery`` is stay_down is not placed again when its provider
+    is lost; with nothing left running the deployment fails, saying why."""
+    w = await world(nursery, tmp_path, stack, [1, 1], settings=SUPERVISED)
+    text = ensemble_yaml(
+        {"a": service(0.75)}, {"n-a": "{allocations: [a], failure_recovery: stay_down}"}
+    )
+    eid = await w.deploy(text)
+    await w.reaches(eid, DeploymentStatus.RUNNING)
+    orch = w.live(eid)
+    w.fabric.partition(w.orch.peer_id, orch.manifest.nodes["n-a"].peer)
+    orch = await w.ended(eid)
+    assert orch.status is DeploymentStatus.FAILED
+    assert "no allocation runs any more" in orch.error, orch.error
+    assert not any(m.startswith("placing node n-a again") for m in messages(w, eid))

@@ -4,8 +4,8 @@ The signature covers ``b"dms:msg:" + json.Marshal(envelope without sig)`` and a 
 re-marshals the envelope it parsed, so :meth:`Envelope.to_json` reproduces Go's bytes exactly
 (field order ``to, be, from, nonce, opt, msg, cap, sig``; ``cap``/``sig``/``cont``/``topic``
 omitted when empty) and :meth:`Envelope.from_json` parses the way Go's decoder does
-(see :mod:`dms.actor._decode`). Envelopes are immutable; ``sign`` and ``with_payload`` return
-new ones.
+(see :mod:`dms.gojson`; a repeated key is refused, this being a signed object). Envelopes are
+immutable; ``sign`` and ``with_payload`` return new ones.
 """
 
 from __future__ import annotations
@@ -18,14 +18,6 @@ from functools import cached_property
 from typing import Any
 
 from dms import gojson
-from dms.actor._decode import (
-    bytes_field,
-    fold,
-    loads,
-    members,
-    string_field,
-    uint64_field,
-)
 from dms.actor._handle import Handle, decode_handle
 from dms.crypto import ID, KeyType, PrivateKey, PublicKey
 from dms.errors import CryptoError, DMSError, InvalidInput
@@ -38,6 +30,8 @@ DEFAULT_MESSAGE_TIMEOUT_NS = 30 * 1_000_000_000
 ALLOWED_KEY_TYPES = frozenset({KeyType.ED25519, KeyType.SECP256K1})
 
 _UINT64_LIMIT = 1 << 64
+_ENVELOPE = gojson.Fields("to", "be", "from", "nonce", "opt", "msg", "cap", "sig")
+_OPTIONS = gojson.Fields("exp", "cont", "topic")
 
 
 class InvalidSignature(CryptoError):
@@ -154,55 +148,32 @@ class Envelope:
     @classmethod
     def from_json(cls, data: bytes | bytearray | memoryview | str) -> Envelope:
         """Parse envelope JSON as Go does; refuse non-objects and fields of the wrong type."""
-        return cls.from_value(loads(data, "envelope"))
+        return cls.from_value(gojson.loads(data, "envelope"))
 
     @classmethod
     def from_value(cls, value: Any) -> Envelope:
-        """Build an envelope from already-decoded JSON (e.g. a REST body from ``json.loads``)."""
-        pairs = members(value, "envelope") if value is not None else None
-        if pairs is None:
+        """Build an envelope from already-decoded JSON (e.g. a REST body from ``json.loads``).
+
+        Go's field matching (:mod:`dms.gojson`), except that a repeated key is refused: the
+        envelope is signed, and two readers must never disagree about what it says.
+        """
+        if value is None:
             raise InvalidInput("invalid envelope: expected an object, got null")
-        to, from_ = Handle(), Handle()
-        behavior = ""
-        nonce = 0
-        expire, reply_to, topic = 0, "", ""
-        message: bytes | None = None
-        capability: bytes | None = None
-        signature: bytes | None = None
-        for key, item in pairs:
-            name = fold(key)
-            if name == "to":
-                to = decode_handle(item, "envelope.to", to)
-            elif name == "be":
-                behavior = string_field(item, "envelope.be", behavior)
-            elif name == "from":
-                from_ = decode_handle(item, "envelope.from", from_)
-            elif name == "nonce":
-                nonce = uint64_field(item, "envelope.nonce", nonce)
-            elif name == "opt":
-                for opt_key, opt_item in members(item, "envelope.opt") or []:
-                    opt_name = fold(opt_key)
-                    if opt_name == "exp":
-                        expire = uint64_field(opt_item, "envelope.opt.exp", expire)
-                    elif opt_name == "cont":
-                        reply_to = string_field(opt_item, "envelope.opt.cont", reply_to)
-                    elif opt_name == "topic":
-                        topic = string_field(opt_item, "envelope.opt.topic", topic)
-            elif name == "msg":
-                message = bytes_field(item, "envelope.msg")
-            elif name == "cap":
-                capability = bytes_field(item, "envelope.cap")
-            elif name == "sig":
-                signature = bytes_field(item, "envelope.sig")
+        f = gojson.decode_struct(value, _ENVELOPE, "envelope", signed=True)
+        opt = gojson.decode_struct(f.get("opt"), _OPTIONS, "envelope.opt", signed=True)
         return cls(
-            to=to,
-            behavior=behavior,
-            from_=from_,
-            nonce=nonce,
-            options=EnvelopeOptions(expire, reply_to, topic),
-            message=message,
-            capability=capability or b"",
-            signature=signature or b"",
+            to=decode_handle(f.get("to"), "envelope.to"),
+            behavior=gojson.str_value(f.get("be"), "envelope.be"),
+            from_=decode_handle(f.get("from"), "envelope.from"),
+            nonce=gojson.uint64_value(f.get("nonce"), "envelope.nonce"),
+            options=EnvelopeOptions(
+                gojson.uint64_value(opt.get("exp"), "envelope.opt.exp"),
+                gojson.str_value(opt.get("cont"), "envelope.opt.cont"),
+                gojson.str_value(opt.get("topic"), "envelope.opt.topic"),
+            ),
+            message=gojson.bytes_value(f.get("msg"), "envelope.msg"),
+            capability=gojson.bytes_value(f.get("cap"), "envelope.cap") or b"",
+            signature=gojson.bytes_value(f.get("sig"), "envelope.sig") or b"",
         )
 
     # -- signing ---------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from functools import cached_property
 from typing import Any
 
 from dms import gojson
-from dms.actor._decode import fold, loads, members, string_field
 from dms.crypto import ID
 from dms.did import DID
 from dms.errors import InvalidInput
@@ -94,26 +93,30 @@ class Handle:
     @classmethod
     def from_json(cls, data: bytes | str) -> Handle:
         """Parse a handle as Go would (case-insensitive keys, strict types)."""
-        return cls.from_value(loads(data, "handle"))
+        return cls.from_value(gojson.loads(data, "handle"))
 
     @classmethod
     def from_value(cls, value: Any) -> Handle:
         """Build a handle from already-decoded JSON (e.g. ``json.loads`` output)."""
         if value is None:
             raise InvalidInput("invalid handle: expected an object, got null")
-        return decode_handle(value, "handle", cls())
+        return decode_handle(value, "handle")
+
+
+_ID = gojson.Fields("pub")
+_DID = gojson.Fields("uri")
+_ADDRESS = gojson.Fields("host", "inbox")
+_HANDLE = gojson.Fields("id", "did", "addr")
+
+
+def _struct(value: Any, fields: gojson.Fields, path: str) -> dict[str, Any]:
+    """A signed object's fields (a handle is inside every signed envelope): repeats refused."""
+    return gojson.decode_struct(value, fields, path, signed=True)
 
 
 def decode_id(value: Any, path: str) -> ID:
-    """Decode an ID (``{"pub": "<base32>"}``); ``null`` or a missing ``pub`` is the empty ID.
-
-    Go's ID has its own unmarshaller that decodes into a fresh view, so unlike a plain struct a
-    repeated ``id`` replaces the previous one rather than merging with it.
-    """
-    pub = ""
-    for key, item in members(value, path) or []:
-        if fold(key) == "pub":
-            pub = string_field(item, f"{path}.pub", pub)
+    """Decode an ID (``{"pub": "<base32>"}``); ``null`` or a missing ``pub`` is the empty ID."""
+    pub = gojson.str_value(_struct(value, _ID, path).get("pub"), f"{path}.pub")
     try:
         raw = base64.b32decode(pub.replace("\r", "").replace("\n", ""), casefold=False)
     except (binascii.Error, ValueError):
@@ -121,39 +124,25 @@ def decode_id(value: Any, path: str) -> ID:
     return ID(raw)
 
 
-def decode_address(value: Any, path: str, current: Address) -> Address:
-    """Decode an Address into ``current`` (Go merges repeated objects field by field)."""
-    host, inbox = current.host, current.inbox
-    for key, item in members(value, path) or []:
-        name = fold(key)
-        if name == "host":
-            host = string_field(item, f"{path}.host", host)
-        elif name == "inbox":
-            inbox = string_field(item, f"{path}.inbox", inbox)
-    return Address(host, inbox)
+def decode_address(value: Any, path: str) -> Address:
+    """Decode an Address (``null`` is the empty one)."""
+    f = _struct(value, _ADDRESS, path)
+    return Address(
+        gojson.str_value(f.get("host"), f"{path}.host"),
+        gojson.str_value(f.get("inbox"), f"{path}.inbox"),
+    )
 
 
-def decode_did(value: Any, path: str, current: DID) -> DID:
+def decode_did(value: Any, path: str) -> DID:
     """Decode a DID struct (``{"uri": ...}``); the URI is kept as sent, as Go does."""
-    uri = current.uri
-    for key, item in members(value, path) or []:
-        if fold(key) == "uri":
-            uri = string_field(item, f"{path}.uri", uri)
-    return DID(uri)
+    return DID(gojson.str_value(_struct(value, _DID, path).get("uri"), f"{path}.uri"))
 
 
-def decode_handle(value: Any, path: str, current: Handle) -> Handle:
-    """Decode a Handle into ``current``; ``null`` leaves it unchanged, as in Go."""
-    pairs = members(value, path)
-    if pairs is None:
-        return current
-    actor_id, did, address = current.id, current.did, current.address
-    for key, item in pairs:
-        name = fold(key)
-        if name == "id":
-            actor_id = decode_id(item, f"{path}.id")
-        elif name == "did":
-            did = decode_did(item, f"{path}.did", did)
-        elif name == "addr":
-            address = decode_address(item, f"{path}.addr", address)
-    return Handle(actor_id, did, address)
+def decode_handle(value: Any, path: str) -> Handle:
+    """Decode a Handle; ``null`` is the empty handle, as in Go."""
+    f = _struct(value, _HANDLE, path)
+    return Handle(
+        decode_id(f.get("id"), f"{path}.id"),
+        decode_did(f.get("did"), f"{path}.did"),
+        decode_address(f.get("addr"), f"{path}.addr"),
+    )

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from dms import gojson
 from dms.jobs._problems import Problems
 from dms.jobs._yaml import child_path
 
@@ -33,7 +34,8 @@ def _kind(value: Any) -> str:
 class Reader:
     """Reads fields of ``Mapping`` values at dotted paths, recording problems in ``problems``.
 
-    ``fold`` makes keys case-insensitive (Go's JSON decoder); YAML keys are exact.
+    ``fold`` matches keys as Go's JSON decoder does (:func:`dms.gojson.folded`: case folded,
+    the last repeated key wins); YAML keys are exact.
     """
 
     def __init__(self, problems: Problems, *, fold: bool = False) -> None:
@@ -51,10 +53,7 @@ class Reader:
             return {}
         if not self.fold:
             return {str(k): v for k, v in value.items()}
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.setdefault(str(k).lower(), v)
-        return out
+        return gojson.folded(value, path)  # look fields up by gojson.fold(name)
 
     def only(self, obj: Mapping[str, Any], path: str, allowed: Iterable[str]) -> None:
         """Refuse keys not in ``allowed``: a typo must not silently drop a constraint."""

@@ -120,17 +120,14 @@ def _loads(data: Any, what: str) -> Any:
 
 
 def _obj(data: Any, what: str) -> dict[str, Any]:
-    """A JSON object with lower-cased keys, the last duplicate winning (as Go's decoder)."""
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise InvalidInput(f"{what}: expected a JSON object, got {type(data).__name__}")
-    return {str(k).lower(): v for k, v in data.items()}
+    """A JSON object keyed by :func:`dms.gojson.fold` of its keys (Go's field matching)."""
+    return gojson.folded(data, what)
 
 
 def _get(obj: Mapping[str, Any], *names: str) -> Any:
+    """The first of the field ``names`` (aliases across Go versions) that is set."""
     for name in names:
-        value = obj.get(name.lower())
+        value = obj.get(gojson.fold(name))
         if value is not None:
             return value
     return None

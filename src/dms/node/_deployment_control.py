@@ -273,7 +273,7 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
     async def new(env: Envelope) -> None:
         try:
             obj = request_object(env)
-            folded = {str(k).lower(): v for k, v in obj.items()}
+            folded = gojson.folded(obj, "request")
             ensemble = Ensemble.from_json(folded.get("ensemble"))
             orch = await deployments.new(ensemble, env.options.expire)
         except DMSError as exc:
@@ -286,7 +286,7 @@ def install_deployment_control(node: Node, deployments: Deployments) -> None:
     async def list_(env: Envelope) -> None:
         try:
             obj = request_object(env) if env.message else {}
-            folded = {str(k).lower(): v for k, v in obj.items()}
+            folded = gojson.folded(obj, "request")
             wanted = folded.get("metadata") or {}
             if not isinstance(wanted, Mapping):
                 raise RequestError("Metadata must be an object")

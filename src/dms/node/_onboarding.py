@@ -101,7 +101,7 @@ def onboard_payload(
 
 def onboard_request(obj: Mapping[str, Any]) -> Resources:
     """The resources an onboard request asks for (Go form or the CLI's simple form)."""
-    fields = {str(k).lower(): v for k, v in obj.items()}
+    fields = gojson.folded(obj, "onboard request")
     no_gpu = fields.get("nogpu", fields.get("no_gpu", False))
     if not isinstance(no_gpu, bool):
         raise InvalidInput("NoGPU must be a boolean")
@@ -112,7 +112,7 @@ def onboard_request(obj: Mapping[str, Any]) -> Resources:
     if config is not None:
         if not isinstance(config, Mapping):
             raise InvalidInput("Config must be an onboarding config object")
-        cfg = {str(k).lower(): v for k, v in config.items()}
+        cfg = gojson.folded(config, "onboard request Config")
         wanted = Resources.from_json(cfg.get("onboarded_resources"))
     else:
         wanted = Resources(

@@ -5,10 +5,11 @@ Most of these Go structs carry no json tags, so their keys are the Go field name
 Responses are :class:`dms.gojson.Struct` values so the keys come out in Go's field order, and a
 Go CLI or orchestrator decoding them finds every field where it expects it.
 
-Requests are parsed the way Go's ``json.Unmarshal`` fills a struct: keys match field names
-case-insensitively, the last matching key wins, unknown keys are ignored, and a value of the
-wrong JSON type is an error. Go replies with ``types.ErrUnmarshal`` ("failed to unmarshal") in
-that case, so callers turn :class:`RequestError` into that text in the response's error field.
+Requests are parsed the way Go's ``json.Unmarshal`` fills a struct (:mod:`dms.gojson`'s rules:
+keys match field names as Go folds them, the last repeated key wins, unknown keys are ignored),
+and a value of the wrong JSON type is an error. Go replies with ``types.ErrUnmarshal`` ("failed
+to unmarshal") in that case, so callers turn :class:`RequestError` into that text in the
+response's error field.
 """
 
 from __future__ import annotations
@@ -52,16 +53,8 @@ def request_object(env: Envelope) -> Mapping[str, Any]:
 
 
 def string_field(obj: Mapping[str, Any], name: str) -> str:
-    """The string field ``name`` (matched case-insensitively; missing or null → ``""``)."""
-    wanted = name.lower()
-    result = ""
-    for key, value in obj.items():
-        if key.lower() != wanted or value is None:
-            continue
-        if not isinstance(value, str):
-            raise RequestError(f"field {name} must be a string")
-        result = value
-    return result
+    """The string field ``name`` (Go's field matching, :mod:`dms.gojson`; missing or null → "")."""
+    return gojson.str_value(gojson.field(obj, name), f"field {name}", error=RequestError)
 
 
 # -- /public ---------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ EDGE_PINGS = 3
 def _fold(data: Any) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise InvalidInput("edge constraint request: expected a JSON object")
-    return {str(k).lower(): v for k, v in data.items()}
+    return gojson.folded(data, "edge constraint request")
 
 
 def _uint(obj: Mapping[str, Any], key: str) -> int:

@@ -88,7 +88,7 @@ class Event:
         (a newer DMS may add some); a non-object is an event with its text as the message."""
         if not isinstance(obj, Mapping):
             return cls(0, "" if obj is None else str(obj))
-        folded = {str(k).lower(): v for k, v in obj.items()}
+        folded = gojson.folded(obj, "event")
         return cls(
             _int(folded.get("time")),
             _text(folded.get("message")),

@@ -14,7 +14,6 @@ from typing import Any
 
 from dms import gojson
 from dms.actor import Handle
-from dms.errors import InvalidInput
 from dms.resources import Location
 
 #: Allocation statuses (Go's ``AllocationStatus`` strings).
@@ -36,11 +35,11 @@ def healthcheck_struct(healthcheck: Mapping[str, Any]) -> gojson.Struct:
     """Go's ``types.HealthCheckManifest`` (every field always present, as Go marshals a struct)
     from a mapping with its json keys (``type``, ``exec``, ``endpoint``, ``response``,
     ``interval`` in ns); missing keys are Go's zero values."""
-    folded = {str(k).lower(): v for k, v in healthcheck.items()}
+    folded = gojson.folded(healthcheck, "healthcheck")
     response = folded.get("response")
-    response = (
-        {str(k).lower(): v for k, v in response.items()} if isinstance(response, Mapping) else {}
-    )
+    if not isinstance(response, Mapping):
+        response = {}
+    response = gojson.folded(response, "healthcheck.response")
     exec_ = folded.get("exec")
     return gojson.Struct(
         type=str(folded.get("type") or ""),
@@ -54,14 +53,8 @@ def healthcheck_struct(healthcheck: Mapping[str, Any]) -> gojson.Struct:
 
 
 def _fold(data: Any, what: str) -> dict[str, Any]:
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise InvalidInput(f"{what}: expected a JSON object")
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out[str(key).lower()] = value
-    return out
+    """A JSON object keyed by :func:`dms.gojson.fold` of its keys (Go's field matching)."""
+    return gojson.folded(data, what)
 
 
 @dataclass

@@ -69,15 +69,8 @@ class GPUVendor(StrEnum):
 
 
 def _fields(data: Any, what: str) -> dict[str, Any]:
-    """A JSON object with lower-cased keys (Go matches field names case-insensitively)."""
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise InvalidInput(f"{what}: expected a JSON object, got {type(data).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out.setdefault(str(key).lower(), value)
-    return out
+    """A JSON object keyed by :func:`dms.gojson.fold` of its keys (Go's field matching)."""
+    return gojson.folded(data, what)
 
 
 def _uint(obj: Mapping[str, Any], key: str, what: str) -> int:
