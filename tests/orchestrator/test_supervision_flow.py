@@ -12,6 +12,7 @@ from pathlib import Path
 
 import trio
 
+from dms.jobs import TASK_TERMINATION
 from dms.orchestrator import BiddingSettings, DeploymentStatus, OrchestratorSettings
 from dms.orchestrator._recovery import SupervisionSettings
 from tests.orchestrator.test_orchestrator_flow import (
@@ -213,3 +214,22 @@ async def test_lost_node_with_stay_down_gives_its_allocations_up(
     assert orch.status is DeploymentStatus.FAILED
     assert "no allocation runs any more" in orch.error, orch.error
     assert not any(m.startswith("placing node n-a again") for m in messages(w, eid))
+
+
+async def test_an_end_whose_report_is_lost_is_seen_in_the_heartbeats(
+    nursery: trio.Nursery, tmp_path: Path, stack: ExitStack
+) -> None:
+    """The orchestrator never receives the service's termination report (dropped here; in life
+    lost, or swallowed while a recovery replaced the allocation): the allocation's heartbeats
+    say it ended, and it is recovered all the same."""
+    w = await world(nursery, tmp_path, stack, [1], settings=SUPERVISED)
+    eid = await w.deploy(one_per_node({"a": short_service(0.3)}))
+    orch = w.live(eid)
+    orch.actor.remove_behavior(TASK_TERMINATION)
+    await w.reaches(eid, DeploymentStatus.RUNNING)
+    await wait_for(w, eid, lambda: orch.manifest.allocations["a"].restarts >= 1, "restarted")
+    text = messages(w, eid)
+    assert any("as its heartbeat says (its end was not reported)" in m for m in text), text
+    assert orch.status is DeploymentStatus.RUNNING
+    orch.request_shutdown()
+    await w.ended(eid)

@@ -13,31 +13,27 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dms.actor import Envelope
 from dms.cli._common import config_path, info, passphrase_reader, user_dir
-from dms.cli._gpu_prompt import choose_gpus
-from dms.cli._render import render
-from dms.cli._timeparse import parse_duration_ns, parse_expiry_ns
-from dms.client import (
-    RestClient,
-    UserMessage,
-    build_message,
-    payload_from_text,
-    read_at_file,
-)
-from dms.config import load_config
-from dms.contexts import open_context
-from dms.resources import scan_gpus
+from dms.cli._persistent import MESSAGE_FLAGS, persistent_group
+from dms.cli._replies import check_replies, check_reply
 
+if TYPE_CHECKING:
+    from dms.actor import Envelope
+    from dms.client import RestClient, UserMessage
+    from dms.resources import GPUScan
+
+# What a command needs is imported inside it: ``nunet actor --help`` loads no actor layer.
 app = typer.Typer(
+    cls=persistent_group(MESSAGE_FLAGS),
     no_args_is_help=True,
     help="Send messages to actors through a running DMS (signed with your capability context).",
 )
 cmd_app = typer.Typer(
+    cls=persistent_group(MESSAGE_FLAGS),
     no_args_is_help=True,
     help="Invoke a known behaviour with its flags (see each behaviour's --help).",
 )
@@ -59,6 +55,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
 
 
 def _rest() -> RestClient:
+    from dms.client import RestClient
+    from dms.config import load_config
+
     rest = load_config(config_path()).rest
     host = "127.0.0.1" if rest.addr in ("0.0.0.0", "") else rest.addr
     host = f"[{host}]" if ":" in host else host
@@ -77,6 +76,10 @@ def _build(
     expiry: str | None = None,
     client: RestClient | None = None,
 ) -> UserMessage:
+    from dms.cli._timeparse import parse_duration_ns, parse_expiry_ns
+    from dms.client import build_message
+    from dms.contexts import open_context
+
     rest = client or _rest()
     capabilities = open_context(user_dir(), context, passphrase_reader(context))
     return build_message(
@@ -93,22 +96,35 @@ def _build(
 
 
 def _read_envelope(text: str) -> Envelope:
+    from dms.actor import Envelope
+    from dms.client import read_at_file
+
     data = sys.stdin.read() if text == "-" else read_at_file(text)
     return Envelope.from_json(data.strip())
 
 
 def _show_reply(reply: Envelope, as_json: bool) -> None:
-    render(reply.decode_payload(), as_json=as_json)
+    """Print the reply's payload; one that reports a failure then exits 1 (see ``_replies``)."""
+    from dms.cli._render import render
+
+    payload = reply.decode_payload()
+    render(payload, as_json=as_json)
+    check_reply(payload)
 
 
 def _show_replies(replies: list[Envelope], as_json: bool) -> None:
+    """Print every reply; if any reports a failure, exit 1 after printing them all."""
+    payloads = [(reply.from_.address.host, reply.decode_payload()) for reply in replies]
     if as_json or not sys.stdout.isatty():  # one JSON document for scripts and pipes
-        typer.echo(json.dumps([r.decode_payload() for r in replies], indent=2))
-        return
-    if not replies:
-        typer.echo("no replies before the message expired")
-    for reply in replies:
-        render(reply.decode_payload(), as_json=False, title=f"from {reply.from_.address.host}")
+        typer.echo(json.dumps([payload for _, payload in payloads], indent=2))
+    else:
+        from dms.cli._render import render
+
+        if not replies:
+            typer.echo("no replies before the message expired")
+        for host, payload in payloads:
+            render(payload, as_json=False, title=f"from {host}")
+    check_replies(payloads)
 
 
 @app.command("msg")
@@ -125,6 +141,8 @@ def msg(
     expiry: ExpiryOpt = None,
 ) -> None:
     """Build and sign a message; print it as JSON (pipe it to send, invoke or broadcast)."""
+    from dms.client import payload_from_text
+
     message = _build(
         context,
         behavior,
@@ -207,6 +225,13 @@ def _ask(question: str) -> str:
     return str(typer.prompt(question, default="", show_default=False, err=True))
 
 
+def scan_gpus() -> GPUScan:
+    """The GPUs of this machine (:func:`dms.resources.scan_gpus`, loaded only for onboarding)."""
+    from dms.resources import scan_gpus as scan
+
+    return scan()
+
+
 def onboard_payload(values: dict[str, Any]) -> Any:
     """Go's ``OnboardRequest`` from ``--cpu``, ``--ram``, ``--disk``, ``--gpus``, ``--no-gpu``.
 
@@ -215,6 +240,7 @@ def onboard_payload(values: dict[str, Any]) -> Any:
     ``--dest``), the GPUs detected here are listed and the user is asked which to offer (see
     :mod:`dms.cli._gpu_prompt`; no prompt, and no GPU, without a terminal).
     """
+    from dms.cli._gpu_prompt import choose_gpus
     from dms.node import onboard_payload as node_onboard_payload  # the node is heavy to load
 
     cpu, ram, disk = values["cpu"], values["ram"], values["disk"]

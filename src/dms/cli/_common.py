@@ -1,7 +1,8 @@
 """What every ``nunet`` command shares: the config path, the user dir, passphrases, output.
 
 The root command stores ``--config`` here (:func:`set_config_path`) so sub-commands resolve the
-same configuration the way the Go CLI's persistent flag does.
+same configuration the way the Go CLI's persistent flag does. The root runs this module for
+every command, so it imports the configuration and key modules only when they are used.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from typing import Any
 
 import typer
 
-from dms.config import load_config
-from dms.crypto import read_passphrase
 from dms.errors import InvalidInput
 
 _state: dict[str, Path | None] = {"config_path": None}
@@ -33,6 +32,8 @@ def config_path() -> Path | None:
 
 def user_dir() -> Path:
     """``general.user_dir`` of the effective configuration (keys and contexts live there)."""
+    from dms.config import load_config  # loaded by the commands that need it (start-up cost)
+
     return load_config(config_path()).general.user_dir
 
 
@@ -40,6 +41,8 @@ def passphrase_reader(name: str) -> Callable[[bool], str]:
     """A ``reader(confirm)`` for key ``name``: ``DMS_PASSPHRASE`` or a prompt on the terminal."""
 
     def read(confirm: bool) -> str:
+        from dms.crypto import read_passphrase
+
         return read_passphrase(confirm=confirm, name=name)
 
     return read

@@ -16,22 +16,32 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dms import gojson
 from dms.cli._actor import _rest
 from dms.cli._common import passphrase_reader, user_dir
-from dms.cli._timeparse import parse_duration_ns
+from dms.cli._persistent import CONTEXT_JSON_FLAGS, persistent_group
+from dms.cli._replies import ReplyRefused
 from dms.cli._validate import check_ensemble
-from dms.client import RestClient, build_message
-from dms.contexts import open_context
-from dms.errors import DMSError
-from dms.ucan import CapabilityContext
 
-deploy_app = typer.Typer(no_args_is_help=True, help="Inspect and control deployments.")
-get_app = typer.Typer(no_args_is_help=True, help="List deployments or allocations.")
+if TYPE_CHECKING:
+    from dms.client import RestClient
+    from dms.ucan import CapabilityContext
+
+# ``-c``/``--context`` and ``--json`` may come before the sub-command, as in Go.
+deploy_app = typer.Typer(
+    cls=persistent_group(CONTEXT_JSON_FLAGS),
+    no_args_is_help=True,
+    help="Inspect and control deployments.",
+)
+get_app = typer.Typer(
+    cls=persistent_group(CONTEXT_JSON_FLAGS),
+    no_args_is_help=True,
+    help="List deployments or allocations.",
+)
 
 ContextOpt = Annotated[
     str, typer.Option("--context", "-c", help="Capability context that signs (default: user).")
@@ -46,9 +56,9 @@ CONTROL_TIMEOUT = 30.0
 TERMINAL = ("Completed", "Failed")
 
 
-class DMSAnswered(DMSError):
-    """The DMS understood the request and answered with an error (unknown or ambiguous ID,
-    deployment refused, ...): exit status 1, as for a failed deployment, not 2 (bad input)."""
+#: The DMS understood the request and answered with an error (unknown or ambiguous ID,
+#: deployment refused, ...): exit status 1, as for a failed deployment, not 2 (bad input).
+DMSAnswered = ReplyRefused
 
 
 class NodeSession:
@@ -59,6 +69,8 @@ class NodeSession:
     """
 
     def __init__(self, context: str) -> None:
+        from dms.contexts import open_context
+
         self.rest: RestClient = _rest()
         self.handle = self.rest.handle()
         self.capabilities: CapabilityContext = open_context(
@@ -66,6 +78,8 @@ class NodeSession:
         )
 
     def invoke(self, behavior: str, payload: Any, *, timeout: float = CONTROL_TIMEOUT) -> Any:
+        from dms.client import build_message
+
         message = build_message(
             self.capabilities, self.handle, behavior, payload, invocation=True, timeout_s=timeout
         )
@@ -147,6 +161,8 @@ def deploy(
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy an ensemble through the local DMS and follow it until it runs or ends."""
+    from dms.cli._timeparse import parse_duration_ns
+
     ensemble = _load(file)
     lifetime = parse_duration_ns(timeout) / 1e9
     session = NodeSession(context)
@@ -220,10 +236,15 @@ def get_allocations(context: ContextOpt = "user", as_json: JsonOpt = False) -> N
 def status(eid: IdArg, context: ContextOpt = "user", as_json: JsonOpt = False) -> None:
     """A deployment's status; for one that could not be placed, why."""
     session = NodeSession(context)
-    reply = _check(session.invoke("/dms/node/deployment/status", {"ID": eid}))
-    if as_json:
+    reply = session.invoke("/dms/node/deployment/status", {"ID": eid})
+    if as_json:  # the whole reply on stdout, then the exit status says how it went
         typer.echo(json.dumps(reply, indent=2))
+        _check(reply)
+        if reply.get("Status") == "Failed":
+            full = str(reply.get("EnsembleID") or eid)
+            raise DMSAnswered(f"deployment {full[:12]} failed: {reply.get('Reason', '')}")
         return
+    _check(reply)
     typer.echo(f"{reply.get('EnsembleID', eid)}: {reply.get('Status')}")
     if reply.get("Reason"):
         typer.echo(f"reason: {reply['Reason']}")

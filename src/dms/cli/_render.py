@@ -7,8 +7,6 @@ import sys
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 
 def _cell(value: Any) -> str:
@@ -22,6 +20,9 @@ def render(payload: Any, *, as_json: bool, title: str | None = None) -> None:
     if as_json or not sys.stdout.isatty():
         typer.echo(json.dumps(payload, indent=2))
         return
+    from rich.console import Console  # only for a person at a terminal (start-up cost)
+    from rich.table import Table
+
     console = Console(highlight=False, emoji=False)
     if isinstance(payload, dict) and payload:
         table = Table(title=title, show_header=False, title_justify="left")

@@ -8,7 +8,6 @@ DER-encoded ECDSA (not Ethereum's 65-byte r||s||v), as ``lib/crypto/eth.go`` exp
 from __future__ import annotations
 
 import coincurve
-from Crypto.Hash import keccak
 
 from dms.crypto._keys import KeyType, PrivateKey, PublicKey
 from dms.crypto._secp256k1 import parse_secp256k1_point, parse_secp256k1_secret, verify_digest
@@ -16,11 +15,17 @@ from dms.crypto._secp256k1 import parse_secp256k1_point, parse_secp256k1_secret,
 ETH_SIGN_MAGIC = b"\x19Ethereum Signed Message:\n"
 
 
+def _keccak256(data: bytes) -> bytes:
+    # pycryptodome loads its C code through cffi, which parses C declarations at import
+    # (~50 ms): only Eth keys pay for it, not every ``nunet`` command that loads dms.crypto.
+    from Crypto.Hash import keccak
+
+    return bytes(keccak.new(digest_bits=256, data=data).digest())
+
+
 def eth_personal_digest(data: bytes) -> bytes:
     """The 32-byte keccak256 digest an Ethereum wallet signs for a personal message."""
-    h = keccak.new(digest_bits=256)
-    h.update(ETH_SIGN_MAGIC + str(len(data)).encode() + data)
-    return h.digest()
+    return _keccak256(ETH_SIGN_MAGIC + str(len(data)).encode() + data)
 
 
 class EthPublicKey(PublicKey):
@@ -37,9 +42,7 @@ class EthPublicKey(PublicKey):
 
     def address(self) -> str:
         """The ``0x`` Ethereum address (last 20 bytes of keccak256 of the uncompressed point)."""
-        h = keccak.new(digest_bits=256)
-        h.update(self._point.format(compressed=False)[1:])
-        return "0x" + h.digest()[-20:].hex()
+        return "0x" + _keccak256(self._point.format(compressed=False)[1:])[-20:].hex()
 
     def verify(self, data: bytes, signature: bytes) -> bool:
         return verify_digest(self._point, eth_personal_digest(data), signature)

@@ -537,6 +537,7 @@ class Orchestrator:
             return str(exc)
         alloc.status, alloc.exit_code, alloc.error = ALLOC_RUNNING, None, ""
         alloc.restarts += 1
+        self.supervisor.started(name)
         return None
 
     async def redeploy_node(self, node: str, reason: str) -> str | None:
@@ -567,6 +568,7 @@ class Orchestrator:
             return why
         for name in names:
             self.manifest.allocations[name].restarts += 1
+            self.supervisor.started(name)
         self.record(
             f"node {node} runs again, on {placement[node][-8:]}",
             kind="node",
@@ -658,11 +660,19 @@ class Orchestrator:
             log.warning("termination of %s sent by another actor: refused", name)
             return
         self.outputs[name] = Output(report.stdout, report.stderr)
-        manifest.exit_code = report.exit_code
-        manifest.error = report.error
-        ok = report.exit_code == 0 and not report.error
-        manifest.status = ALLOC_COMPLETED if ok else ALLOC_FAILED
         how = f"exit code {report.exit_code}" + (f", {report.error}" if report.error else "")
+        await self.allocation_ended(name, report.exit_code, report.error, how)
+
+    async def allocation_ended(
+        self, name: str, exit_code: int | None, error: str, how: str
+    ) -> None:
+        """``name``'s execution ended (its report, or a heartbeat saying so when the report
+        was lost): record it, then let supervision or the task rules decide what follows."""
+        manifest = self.manifest.allocations[name]
+        manifest.exit_code = exit_code
+        manifest.error = error
+        ok = exit_code == 0 and not error
+        manifest.status = ALLOC_COMPLETED if ok else ALLOC_FAILED
         self.record(
             f"allocation {name} ended: {how}",
             kind="allocation",

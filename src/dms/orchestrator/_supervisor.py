@@ -28,6 +28,7 @@ allocations restarts is handled after that restart, with the state it left.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -104,6 +105,8 @@ class Supervisor:
         #: Allocations being recovered (health checks and ends are ignored meanwhile).
         self.recovering: set[str] = set()
         self.budget = RestartBudget(settings, clock=trio.current_time)
+        #: Allocation -> trio time its current execution was started by a restart or move.
+        self._started_at: dict[str, float] = {}
         self._lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
         self._stale: set[tuple[str, str]] = set()
@@ -219,6 +222,22 @@ class Supervisor:
             )
 
     # -- allocation ends ------------------------------------------------------------------------
+
+    def started(self, name: str) -> None:
+        """``name`` runs a new execution (restarted or moved) from now."""
+        self._started_at[name] = trio.current_time()
+
+    def _ended_unreported(self, name: str, beat: AllocationLiveness) -> bool:
+        """Whether heartbeat ``beat`` says ``name`` ended although no end was taken into
+        account: its report was lost, or arrived while a recovery was replacing it. A beat
+        sent before the latest restart can still be in flight: those of the first two
+        intervals after a restart are not trusted."""
+        if beat.status not in (ALLOC_COMPLETED, ALLOC_FAILED):
+            return False
+        if name in self.recovering or self.orch.manifest.allocations[name].status != ALLOC_RUNNING:
+            return False
+        since = trio.current_time() - self._started_at.get(name, -math.inf)
+        return since > 2 * self.settings.liveness_interval
 
     def allocation_ended(self, name: str, ok: bool) -> bool:
         """An allocation reported its end while Running: True if supervision takes it over
@@ -377,6 +396,11 @@ class Supervisor:
                 status=beat.status,
             )
             self._spawn(orch.save)
+        if self._ended_unreported(name, beat):
+            completed = beat.status == ALLOC_COMPLETED
+            error = "" if completed else "failed (its heartbeat says; no end was reported)"
+            how = f"{beat.status}, as its heartbeat says (its end was not reported)"
+            self._spawn(orch.allocation_ended, name, 0 if completed else None, error, how)
         if self.lost.get(node) == host:
             del self.lost[node]
             orch.record(
