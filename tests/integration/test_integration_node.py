@@ -9,8 +9,14 @@ from typing import Any
 from tests.integration.conftest import Cli
 
 
-def _cmd(cli: Cli, *args: str, node: int = 0) -> Any:
-    return json.loads(cli.run("actor", "cmd", *args, "--json", node=node).stdout)
+def _cmd(cli: Cli, *args: str, node: int = 0, refused: bool = False) -> Any:
+    """The reply of ``nunet actor cmd ARGS --json``; ``refused``: the reply reports a failure,
+    so the command exits 1 with the error as one line on stderr (and the reply on stdout)."""
+    result = cli.run("actor", "cmd", *args, "--json", node=node, ok=not refused)
+    if refused:
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and lines[-1].startswith("error: "), result
+    return json.loads(result.stdout)
 
 
 def test_status_and_self(cli: Cli) -> None:
@@ -36,6 +42,7 @@ def test_peers_list_ping_connect_and_dht(cli: Cli) -> None:
         "/dms/node/peers/ping",
         "--host",
         "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq",
+        refused=True,
     )
     assert unknown["Error"]
     connected = _cmd(cli, "/dms/node/peers/connect", "-a", net.nodes[2].address, node=1)
@@ -48,6 +55,7 @@ def test_peers_list_ping_connect_and_dht(cli: Cli) -> None:
         "-a",
         "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq",
         node=1,
+        refused=True,
     )
     assert bad["Status"] != "CONNECTED" and bad["Error"], bad
     deadline = time.monotonic() + 10

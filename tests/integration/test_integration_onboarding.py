@@ -32,11 +32,17 @@ from dms.resources import CPU, RAM, Disk, Location, ResourceManager, Resources
 GIB = 1024**3
 
 
-def _cmd(cli: Cli, *args: str, node: int = 0) -> Any:
-    return json.loads(cli.run("actor", "cmd", *args, "--json", node=node).stdout)
+def _cmd(cli: Cli, *args: str, node: int = 0, refused: bool = False) -> Any:
+    """The reply of ``nunet actor cmd ARGS --json``; ``refused``: the reply reports a failure,
+    so the command exits 1 with the error as one line on stderr (and the reply on stdout)."""
+    result = cli.run("actor", "cmd", *args, "--json", node=node, ok=not refused)
+    if refused:
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and lines[-1].startswith("error: "), result
+    return json.loads(result.stdout)
 
 
-def _onboard(cli: Cli, cpu: str, ram: str, node: int = 0) -> Any:
+def _onboard(cli: Cli, cpu: str, ram: str, node: int = 0, refused: bool = False) -> Any:
     return _cmd(
         cli,
         "/dms/node/onboarding/onboard",
@@ -48,6 +54,7 @@ def _onboard(cli: Cli, cpu: str, ram: str, node: int = 0) -> Any:
         "1",
         "--no-gpu",
         node=node,
+        refused=refused,
     )
 
 
@@ -69,9 +76,11 @@ def test_onboard_status_refuse_offboard_reonboard(cli: Cli) -> None:
     assert _cmd(cli, "/dms/node/resources/onboarded", node=node)["Resources"] == offered
     assert _cmd(cli, "/dms/node/resources/free", node=node)["Resources"] == offered
 
-    no_cores = _onboard(cli, "0", f"{ram_mib}MiB", node)
+    no_cores = _onboard(cli, "0", f"{ram_mib}MiB", node, refused=True)
     assert no_cores["success"] is False and "minimum is 1" in no_cores["error"]
-    too_much = _onboard(cli, "1", f"{machine['ram']['size'] * 95 // 100 // 2**20}MiB", node)
+    too_much = _onboard(
+        cli, "1", f"{machine['ram']['size'] * 95 // 100 // 2**20}MiB", node, refused=True
+    )
     assert too_much["success"] is False
     assert "above the maximum" in too_much["error"] and "90 %" in too_much["error"]
     assert _cmd(cli, "/dms/node/resources/onboarded", node=node)["Resources"] == offered
@@ -224,4 +233,5 @@ def test_a_restart_offboards_what_the_machine_cannot_honour(own: Cli) -> None:
     reason = f"cannot onboard {cores + 1:g} CPU cores: the machine has {cores:g}"
     assert f"offboarded: the stored onboarding no longer fits this machine: {reason}" in logged
     assert _cmd(own, "/dms/node/onboarding/status") == {"onboarded": False, "error": ""}
-    assert _cmd(own, "/dms/node/resources/onboarded")["Error"] == "the node is not onboarded"
+    onboarded = _cmd(own, "/dms/node/resources/onboarded", refused=True)
+    assert onboarded["Error"] == "the node is not onboarded"

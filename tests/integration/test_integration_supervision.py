@@ -248,6 +248,7 @@ def test_task_exiting_non_zero_fails_with_code_and_output(
 def test_provider_killed_service_moves_and_the_provider_frees_it_when_back(
     net: devnet.Devnet, cli: Cli, tmp_path: Path
 ) -> None:
+    free_before = {i: _free(cli, i) for i in (1, 2, 3)}
     eid = _deploy(cli, _write(tmp_path, _service("sleep 3600")))
     lost = _provider_of(net, cli, eid)
     alloc_id = f"{eid}_web"
@@ -278,7 +279,7 @@ def test_provider_killed_service_moves_and_the_provider_frees_it_when_back(
     while time.monotonic() < deadline:
         if alloc_id not in _containers(net, lost, all_=True):
             allocations = json.loads(cli.run("get", "allocations", "--json", node=lost).stdout)
-            if not allocations:
+            if not allocations and _free(cli, lost) == free_before[lost]:
                 break
         time.sleep(0.3)
     else:
