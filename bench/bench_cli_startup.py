@@ -23,6 +23,7 @@ fresh process) is shown in the same rounds, so the difference is visible.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import random
 import shutil
@@ -35,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dms
 from bench_common import PYTHON, loadavg
 from dms import devnet
 from dms.did import keystore_for
@@ -68,6 +70,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
+    # Up-to-date .pyc files for the DMS's own modules: under PYTHONDONTWRITEBYTECODE (set in some
+    # shells and CI images) the warm-up round would not write them, and every run of a module
+    # edited since the last write would compile it again.
+    compileall.compile_dir(Path(dms.__file__).parent, quiet=1)
 
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         net = devnet.create(Path(tmp) / "net", 1, log_level="WARNING")

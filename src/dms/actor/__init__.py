@@ -8,18 +8,19 @@ On top of that: :class:`SecurityContext` (an actor's key plus the shared capabil
 :class:`Actor` (behaviours, dispatch with capability checks, invoke/reply, broadcast, children),
 the :class:`BehaviorRegistry`, the :class:`RateLimiter` and the :class:`DropReason` every refused
 message is counted under.
+
+The wire layer (envelopes, handles, security contexts, errors) is imported with the package; the
+runtime (:class:`Actor`, the dispatcher, the rate limiter: trio and the network) is loaded on
+first use of one of its names, so a client that only builds and signs messages (the CLI) does not
+pay for trio.
 """
 
-from dms.actor._actor import (
-    BEHAVIOR_GC_INTERVAL,
-    DEFAULT_TIMEOUT,
-    HEALTHCHECK_BEHAVIOR,
-    HEALTHCHECK_INTERVAL,
-    REPLY_PREFIX,
-    Actor,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dms.actor._behavior import Behavior, BehaviorRegistry, Handler
-from dms.actor._dispatch import Dispatcher, DropReason, trio_deadline
 from dms.actor._envelope import (
     ALLOWED_KEY_TYPES,
     DEFAULT_MESSAGE_TIMEOUT_NS,
@@ -32,9 +33,50 @@ from dms.actor._envelope import (
 )
 from dms.actor._errors import ActorError, ActorNotRunning, InvokeTimeout, SendError
 from dms.actor._handle import ROOT_INBOX, Address, Handle
-from dms.actor._limiter import RateLimiter, RateLimiterConfig
 from dms.actor._nonce import NonceSource
 from dms.actor._security import SecurityContext
+
+if TYPE_CHECKING:
+    from dms.actor._actor import (
+        BEHAVIOR_GC_INTERVAL,
+        DEFAULT_TIMEOUT,
+        HEALTHCHECK_BEHAVIOR,
+        HEALTHCHECK_INTERVAL,
+        REPLY_PREFIX,
+        Actor,
+    )
+    from dms.actor._dispatch import Dispatcher, DropReason, trio_deadline
+    from dms.actor._limiter import RateLimiter, RateLimiterConfig
+
+#: The runtime (trio, the network) behind each lazily loaded name: module -> names.
+_RUNTIME: dict[str, tuple[str, ...]] = {
+    "dms.actor._actor": (
+        "BEHAVIOR_GC_INTERVAL",
+        "DEFAULT_TIMEOUT",
+        "HEALTHCHECK_BEHAVIOR",
+        "HEALTHCHECK_INTERVAL",
+        "REPLY_PREFIX",
+        "Actor",
+    ),
+    "dms.actor._dispatch": ("Dispatcher", "DropReason", "trio_deadline"),
+    "dms.actor._limiter": ("RateLimiter", "RateLimiterConfig"),
+}
+_LAZY = {name: module for module, names in _RUNTIME.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a runtime name on first use (PEP 562), so the wire layer alone does not import trio."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ALLOWED_KEY_TYPES",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dms.cli._common import config_path, info, passphrase_reader, user_dir
+from dms.cli._common import info, passphrase_reader, settings, user_dir
 from dms.cli._persistent import MESSAGE_FLAGS, persistent_group
 from dms.cli._replies import check_replies, check_reply
 
@@ -56,12 +56,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print raw JSON.")]
 
 def _rest() -> RestClient:
     from dms.client import RestClient
-    from dms.config import load_config
 
-    rest = load_config(config_path()).rest
-    host = "127.0.0.1" if rest.addr in ("0.0.0.0", "") else rest.addr
+    config = settings()
+    host = "127.0.0.1" if config.rest_addr in ("0.0.0.0", "") else config.rest_addr
     host = f"[{host}]" if ":" in host else host
-    return RestClient(f"http://{host}:{rest.port}")
+    return RestClient(f"http://{host}:{config.rest_port}")
 
 
 def _build(

@@ -11,11 +11,14 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from dms.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from dms.config import ClientSettings
 
 _state: dict[str, Path | None] = {"config_path": None}
 
@@ -30,11 +33,17 @@ def config_path() -> Path | None:
     return _state["config_path"]
 
 
+def settings() -> ClientSettings:
+    """``general.user_dir``, ``rest.addr`` and ``rest.port`` of the effective configuration
+    (read without building the config models when the inputs are the usual ones)."""
+    from dms.config import client_settings  # loaded by the commands that need it
+
+    return client_settings(config_path())
+
+
 def user_dir() -> Path:
     """``general.user_dir`` of the effective configuration (keys and contexts live there)."""
-    from dms.config import load_config  # loaded by the commands that need it (start-up cost)
-
-    return load_config(config_path()).general.user_dir
+    return settings().user_dir
 
 
 def passphrase_reader(name: str) -> Callable[[bool], str]:

@@ -7,52 +7,119 @@ Load the effective configuration with :func:`load_config` (defaults, the first f
 validating first and writing atomically. Every failure is a one-line
 :class:`~dms.errors.ConfigError`. :func:`split_go_duration` is the one reader of Go's duration
 syntax, for config fields and CLI flags alike.
+
+:func:`client_settings` gives the CLI ``general.user_dir``, ``rest.addr`` and ``rest.port``
+exactly as :func:`load_config` would, without building the models for the usual inputs. The
+names backed by pydantic (the models, the loader, the writers) are therefore loaded on first
+use (PEP 562): importing this package alone costs no pydantic.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from dms.config._client import ClientSettings, client_settings
 from dms.config._duration import GO_DURATION_UNITS_NS, split_go_duration
-from dms.config._load import (
-    CONFIG_FILE_NAME,
-    apply_legacy_observability,
-    config_search_paths,
-    config_to_json,
-    find_config_file,
-    load_config,
-    override_config,
-    read_config_file,
-)
-from dms.config._models import (
-    APMConfig,
-    CoinMarketCapConfig,
-    Config,
-    ContainerdConfig,
-    ElasticConfig,
-    GeneralConfig,
-    JobConfig,
-    LoggingConfig,
-    ObservabilityConfig,
-    OtelConfig,
-    P2PConfig,
-    PaymentProviderConfig,
-    ProfilerConfig,
-    ProviderConfig,
-    RestConfig,
-    RotationConfig,
-    check_multiaddr,
-)
-from dms.config._schema import UnknownConfigKey, env_keys
-from dms.config._write import (
-    default_config,
-    edit_config,
-    save_config,
-    set_config_value,
-    validate_config_file,
-    writable_config_path,
-)
+from dms.config._paths import CONFIG_FILE_NAME, config_search_paths, find_config_file
+
+if TYPE_CHECKING:
+    from dms.config._load import (
+        apply_legacy_observability,
+        config_to_json,
+        load_config,
+        override_config,
+        read_config_file,
+    )
+    from dms.config._models import (
+        APMConfig,
+        CoinMarketCapConfig,
+        Config,
+        ContainerdConfig,
+        ElasticConfig,
+        GeneralConfig,
+        JobConfig,
+        LoggingConfig,
+        ObservabilityConfig,
+        OtelConfig,
+        P2PConfig,
+        PaymentProviderConfig,
+        ProfilerConfig,
+        ProviderConfig,
+        RestConfig,
+        RotationConfig,
+        check_multiaddr,
+    )
+    from dms.config._schema import UnknownConfigKey, env_keys
+    from dms.config._write import (
+        default_config,
+        edit_config,
+        save_config,
+        set_config_value,
+        validate_config_file,
+        writable_config_path,
+    )
+
+#: The modules behind each lazily loaded name (all of them import pydantic): module -> names.
+_PYDANTIC: dict[str, tuple[str, ...]] = {
+    "dms.config._load": (
+        "apply_legacy_observability",
+        "config_to_json",
+        "load_config",
+        "override_config",
+        "read_config_file",
+    ),
+    "dms.config._models": (
+        "APMConfig",
+        "CoinMarketCapConfig",
+        "Config",
+        "ContainerdConfig",
+        "ElasticConfig",
+        "GeneralConfig",
+        "JobConfig",
+        "LoggingConfig",
+        "ObservabilityConfig",
+        "OtelConfig",
+        "P2PConfig",
+        "PaymentProviderConfig",
+        "ProfilerConfig",
+        "ProviderConfig",
+        "RestConfig",
+        "RotationConfig",
+        "check_multiaddr",
+    ),
+    "dms.config._schema": ("UnknownConfigKey", "env_keys"),
+    "dms.config._write": (
+        "default_config",
+        "edit_config",
+        "save_config",
+        "set_config_value",
+        "validate_config_file",
+        "writable_config_path",
+    ),
+}
+_LAZY = {name: module for module, names in _PYDANTIC.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a pydantic-backed name on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "CONFIG_FILE_NAME",
     "GO_DURATION_UNITS_NS",
     "APMConfig",
+    "ClientSettings",
     "CoinMarketCapConfig",
     "Config",
     "ContainerdConfig",
@@ -71,6 +138,7 @@ __all__ = [
     "UnknownConfigKey",
     "apply_legacy_observability",
     "check_multiaddr",
+    "client_settings",
     "config_search_paths",
     "config_to_json",
     "default_config",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from dms.config._models import Config
+from dms.config._paths import (
+    CONFIG_FILE_NAME,
+    _environ,
+    config_search_paths,
+    find_config_file,
+    home_dir,
+)
 from dms.config._schema import (
     KeyInfo,
     _list_item,
@@ -45,56 +50,7 @@ __all__ = [
     "validate_config_data",
 ]
 
-CONFIG_FILE_NAME = "dms_config.json"
 BOOTSTRAP_PEERS_ENV = "BOOTSTRAP_PEERS"
-
-
-def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
-    return os.environ if env is None else env
-
-
-def home_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$HOME`` of ``env`` if set, else the process' home: what ``$HOME`` in defaults means."""
-    home = _environ(env).get("HOME")
-    return Path(home) if home else Path.home()
-
-
-def config_search_paths(
-    env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> list[Path]:
-    """Where Go's DMS looks for ``dms_config.json``, in order (spec §5).
-
-    ``./``, ``$HOME/.nunet/``, ``os.UserConfigDir()/nunet/`` (``$XDG_CONFIG_HOME`` when set and
-    absolute, else ``~/.config``), then ``/etc/nunet/`` except on Windows.
-    """
-    environ = _environ(env)
-    home = home_dir(env)
-    here = Path.cwd() if cwd is None else cwd
-    xdg = environ.get("XDG_CONFIG_HOME", "")
-    user_config = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".config"
-    paths = [
-        here / CONFIG_FILE_NAME,
-        home / ".nunet" / CONFIG_FILE_NAME,
-        user_config / "nunet" / CONFIG_FILE_NAME,
-    ]
-    if sys.platform != "win32":
-        paths.append(Path("/etc/nunet") / CONFIG_FILE_NAME)
-    return paths
-
-
-def find_config_file(
-    path: Path | None = None, *, env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> Path | None:
-    """The config file to read: ``path`` if given (it must exist, as with Go's ``--config``),
-    else the first existing file of :func:`config_search_paths`, else ``None`` (defaults)."""
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        return path
-    for candidate in config_search_paths(env, cwd):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

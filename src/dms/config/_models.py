@@ -45,6 +45,7 @@ from pydantic import (
 )
 
 from dms.config._duration import split_go_duration
+from dms.config._paths import expand_home as _expand_home
 
 __all__ = [
     "APMConfig",
@@ -85,13 +86,6 @@ def _home_from(info: ValidationInfo) -> str:
     ctx = info.context if isinstance(info.context, dict) else {}
     home = ctx.get("home")
     return str(home) if home else str(Path.home())
-
-
-def _expand_home(value: str, home: str) -> str:
-    """Expand a leading ``~`` and every ``$HOME``/``${HOME}``, as a shell would for defaults."""
-    if value == "~" or value.startswith("~/"):
-        value = home + value[1:]
-    return value.replace("${HOME}", home).replace("$HOME", home)
 
 
 def _expand_path_value(value: Any, info: ValidationInfo) -> Any:

@@ -18,17 +18,14 @@ from typing import Any
 
 from dms._files import atomic_write
 from dms.config._load import (
-    CONFIG_FILE_NAME,
-    _environ,
     _set_in,
     config_to_json,
-    find_config_file,
-    home_dir,
     parse_value_text,
     read_config_file,
     validate_config_data,
 )
 from dms.config._models import Config
+from dms.config._paths import CONFIG_FILE_NAME, _environ, find_config_file, home_dir
 from dms.config._schema import resolve_key
 from dms.errors import ConfigError
 
