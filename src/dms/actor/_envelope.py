@@ -192,9 +192,24 @@ class Envelope:
             raise CryptoError(f"cannot sign envelopes with a {key.key_type.name} key")
         if ID.from_public_key(key.public_key) != self.from_.id:
             raise CryptoError("cannot sign envelope: the key is not the sender's (from.id)")
-        signed = dataclasses.replace(self, signature=key.sign(self.signing_bytes()))
+        signed = self.evolve(signature=key.sign(self.signing_bytes()))
         signed.__dict__["unsigned_json"] = self.unsigned_json  # same content, minus nothing
         return signed
+
+    def evolve(self, **changes: Any) -> Envelope:
+        """``dataclasses.replace`` for the fields ``__post_init__`` does not check (not ``nonce``).
+
+        A plain field copy: ``replace`` re-runs the generated ``__init__``, and an envelope is
+        copied several times per message. Cached encodings are not carried over.
+        """
+        if "nonce" in changes or not changes.keys() <= _FIELD_NAMES:
+            return dataclasses.replace(self, **changes)
+        new = object.__new__(type(self))
+        fields = new.__dict__
+        for name in _FIELD_NAMES:
+            fields[name] = getattr(self, name)
+        fields.update(changes)
+        return new
 
     def verify(self, now_ns: int | None = None) -> None:
         """Raise unless the envelope is unexpired and signed by the key in ``from.id``.
@@ -232,7 +247,7 @@ class Envelope:
         The signature is dropped because it no longer covers the message.
         """
         message = b"" if payload is None else gojson.marshal(payload)
-        return dataclasses.replace(self, message=message, signature=b"")
+        return self.evolve(message=message, signature=b"")
 
     def decode_payload(self) -> Any:
         """The payload decoded from ``msg`` as plain JSON values; ``None`` when empty."""
@@ -255,3 +270,7 @@ def sender_key(handle: Handle) -> PublicKey:
     if key.key_type not in ALLOWED_KEY_TYPES:
         raise InvalidSignature(f"envelope sender key type {key.key_type.name} is not allowed")
     return key
+
+
+#: Every dataclass field of Envelope (what :meth:`Envelope.evolve` copies).
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Envelope))

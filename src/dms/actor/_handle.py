@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -69,6 +70,9 @@ class Handle:
     @cached_property
     def json(self) -> bytes:
         """Go's ``json.Marshal`` of the handle, built directly (it is in every envelope twice)."""
+        return _handle_json(self)
+
+    def _render_json(self) -> bytes:
         did = b'{"uri":' + gojson.string(self.did.uri) + b"}" if self.did.uri else b"{}"
         addr = self.address
         parts = []
@@ -114,14 +118,29 @@ def _struct(value: Any, fields: gojson.Fields, path: str) -> dict[str, Any]:
     return gojson.decode_struct(value, fields, path, signed=True)
 
 
-def decode_id(value: Any, path: str) -> ID:
-    """Decode an ID (``{"pub": "<base32>"}``); ``null`` or a missing ``pub`` is the empty ID."""
-    pub = gojson.str_value(_struct(value, _ID, path).get("pub"), f"{path}.pub")
+@functools.lru_cache(maxsize=1024)
+def _handle_json(handle: Handle) -> bytes:
+    """A handle's Go JSON, cached by value: every envelope names the same few handles."""
+    return handle._render_json()
+
+
+@functools.lru_cache(maxsize=1024)
+def _id_from_pub(pub: str) -> ID | None:
+    """The ID a ``pub`` string decodes to (None if it is not padded base32); cached by value."""
     try:
         raw = base64.b32decode(pub.replace("\r", "").replace("\n", ""), casefold=False)
     except (binascii.Error, ValueError):
-        raise InvalidInput(f"invalid {path}.pub: not padded base32") from None
+        return None
     return ID(raw)
+
+
+def decode_id(value: Any, path: str) -> ID:
+    """Decode an ID (``{"pub": "<base32>"}``); ``null`` or a missing ``pub`` is the empty ID."""
+    pub = gojson.str_value(_struct(value, _ID, path).get("pub"), f"{path}.pub")
+    decoded = _id_from_pub(pub)
+    if decoded is None:
+        raise InvalidInput(f"invalid {path}.pub: not padded base32")
+    return decoded
 
 
 def decode_address(value: Any, path: str) -> Address:

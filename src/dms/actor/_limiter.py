@@ -104,6 +104,8 @@ class RateLimiter:
 
     async def acquire(self, env: Envelope, deadline: float = math.inf) -> bool:
         """Take a slot, waiting for one until ``deadline`` (trio time); False if none came."""
+        if self.try_acquire(env):  # the usual case: no cancel scope needed
+            return True
         with trio.move_on_at(deadline):
             while not self.try_acquire(env):
                 await self._changed.wait()

@@ -93,7 +93,7 @@ class SecurityContext:
             invoke=invoke,
             delegate=delegate,
         )
-        return self.sign(dataclasses.replace(env, capability=blob))
+        return self.sign(env.evolve(capability=blob))
 
     def provide_broadcast(self, env: Envelope, topic: str, caps: Sequence[str]) -> Envelope:
         """Attach broadcast tokens for ``caps`` on ``topic`` (no delegate token), then sign."""
@@ -101,7 +101,7 @@ class SecurityContext:
         blob = self.capabilities.provide_broadcast(
             self.actor_did, topic, expire_ns=env.options.expire, caps=caps
         )
-        return self.sign(dataclasses.replace(env, capability=blob))
+        return self.sign(env.evolve(capability=blob))
 
     def grant(
         self, subject: DID, audience: DID, caps: Sequence[str], expire_ns: int, depth: int = 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 
 from dms.crypto._keys import PublicKey
@@ -34,7 +35,7 @@ class ID:
         """The public key this ID encodes; the empty ID has none."""
         if self.empty():
             raise CryptoError("empty actor ID has no public key")
-        return unmarshal_public_key(self.public_key_bytes)
+        return _public_key(self.public_key_bytes)
 
     def to_base32(self) -> str:
         """Go's ``ID.String()``: base32 std alphabet, padded."""
@@ -50,3 +51,9 @@ class ID:
 
     def __str__(self) -> str:
         return self.to_base32()
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(data: bytes) -> PublicKey:
+    """Unmarshal once per key: every envelope's signature check needs its sender's key."""
+    return unmarshal_public_key(data)

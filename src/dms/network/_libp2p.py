@@ -58,7 +58,7 @@ from dms.network._libp2p_streams import (
     reset_quietly,
     split_reuse_body,
 )
-from dms.network._libp2p_yamux import patch_yamux_window_updates
+from dms.network._libp2p_yamux import patch_yamux_frame_writes, patch_yamux_window_updates
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -131,6 +131,7 @@ class Libp2pNetwork(Network):
             inbound_stream_protocol_negotiation_timeout=timeout,
         )
         patch_yamux_window_updates()  # go-yamux's rule: no WINDOW_UPDATE frame per read
+        patch_yamux_frame_writes()  # no debug line built per frame sent
         # Noise and TLS only, never py-libp2p's default secio and plaintext (spec §11).
         secure = security_options(self._key_pair, security)
         self._host: Any = new_host(

@@ -22,6 +22,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 
 from dms.network._base import TopicValidator, Validation
+from dms.network._libp2p_records import patch_signed_records
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class GossipSettings:
 def make_pubsub(host: Any, settings: GossipSettings) -> Pubsub:
     """A strict-signing Pubsub over a GossipSub router configured by ``settings``."""
     patch_pubsub_queues()
+    patch_signed_records()
     router = GossipSub(
         protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
         degree=settings.degree,

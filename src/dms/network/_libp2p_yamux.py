@@ -18,15 +18,28 @@ process-wide, like the library's own ``PY_YAMUX_*`` settings, and idempotent; pi
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import trio
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 
 _PATCHED = "_dms_go_yamux_window"
+_QUIET = "_dms_quiet_frame_writes"
+_original_write_frame = yamux_module.Yamux._write_frame
 
 
 async def _go_yamux_window_update(self: Any, *, bytes_read: int = 0) -> None:
-    """Send a WINDOW_UPDATE only when at least half the receive window was consumed."""
+    """Send a WINDOW_UPDATE only when at least half the receive window was consumed.
+
+    Called after every read, and almost always a no-op: the common case is decided without
+    taking ``window_lock`` (no await happens between reading the fields and returning, and the
+    library never holds that lock across an await), and only a likely update locks and
+    re-checks.
+    """
+    buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+    if self.target_recv_window - (self.recv_window + buffered) < self.target_recv_window // 2:
+        return
     async with self.window_lock:
         buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
         delta = self.target_recv_window - (self.recv_window + buffered)
@@ -48,4 +61,29 @@ def patch_yamux_window_updates() -> None:
     setattr(stream_class, _PATCHED, True)
 
 
-__all__ = ["patch_yamux_window_updates"]
+async def _write_frame(self: Any, data: bytes) -> None:
+    """``Yamux._write_frame`` without its per-frame debug line when debug logging is off.
+
+    The library builds that line (header unpacked, flag names, an f-string) for every frame it
+    sends, whether or not anything logs it; with DEBUG on for its logger the original runs.
+    """
+    if yamux_module.logger.isEnabledFor(logging.DEBUG):
+        await _original_write_frame(self, data)
+        return
+    async with self._write_lock:
+        await self.secured_conn.write(data)
+    await trio.lowlevel.checkpoint()
+
+
+def patch_yamux_frame_writes() -> None:
+    """Replace ``Yamux._write_frame`` by :func:`_write_frame` (process-wide, once)."""
+    muxer_class = yamux_module.Yamux
+    if getattr(muxer_class, _QUIET, False):
+        return
+    if muxer_class._write_frame is not _original_write_frame:
+        raise RuntimeError("libp2p Yamux changed: cannot replace its frame writer")
+    setattr(muxer_class, "_write_frame", _write_frame)  # noqa: B010
+    setattr(muxer_class, _QUIET, True)
+
+
+__all__ = ["patch_yamux_frame_writes", "patch_yamux_window_updates"]

@@ -10,6 +10,7 @@ honest Go encoder. Errors are one-line :class:`TokenError`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from dms import gojson
@@ -78,11 +79,21 @@ def did_from_value(value: Any, what: str) -> DID:
     """A Go ``did.DID`` (``{"uri":...}``; ``{}`` and ``null`` are the empty DID)."""
     if value is None:
         return DID()
+    if type(value) is gojson.Object and len(value) == 1:
+        key, uri = value[0]
+        if key == "uri" and type(uri) is str:  # the usual form: skip the field matching
+            return _did(uri)
     uri = fields(value, _DID, what).get("uri")
     if uri is None:
         return DID()
     if not isinstance(uri, str):
         raise TokenError(f"invalid {what}: 'uri' must be a string")
+    return DID(uri)
+
+
+@functools.lru_cache(maxsize=1024)
+def _did(uri: str) -> DID:
+    """One DID object per URI: tokens name the same few DIDs over and over."""
     return DID(uri)
 
 

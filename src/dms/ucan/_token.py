@@ -76,7 +76,9 @@ class DMSToken:
         if self.topic:
             parts += [b',"topic":', _strings(self.topic)]
         parts += [b',"cap":', b"null" if self.capability is None else _strings(self.capability)]
-        parts += [b',"nonce":', gojson.marshal(self.nonce), b',"exp":', str(self.expire).encode()]
+        # Go's []byte: null when nil, else a padded standard base64 string.
+        nonce = b"null" if self.nonce is None else f'"{gojson.b64encode(self.nonce)}"'.encode()
+        parts += [b',"nonce":', nonce, b',"exp":', str(self.expire).encode()]
         if self.depth:
             parts += [b',"depth":', str(self.depth).encode()]
         if self.chain is not None:
@@ -120,7 +122,16 @@ class DMSToken:
             raise CapabilityError(
                 f"cannot sign a token issued by {self.issuer.uri} as {provider.did.uri}"
             )
-        return dataclasses.replace(self, signature=provider.sign(self.signing_input))
+        # A field-for-field copy (dataclasses.replace re-runs the generated __init__, a hot
+        # cost here) with the signature set; the signed fields are the same, so the unsigned
+        # JSON is too: keep it rather than render it again.
+        signed = object.__new__(type(self))
+        fields = signed.__dict__
+        for name in _FIELD_NAMES:
+            fields[name] = getattr(self, name)
+        fields["signature"] = provider.sign(self.signing_input)
+        fields["unsigned_json"] = self.unsigned_json
+        return signed
 
     def verify_signature(self) -> bool:
         """True if the signature was made by the issuer's key (any resolution problem: False)."""
@@ -153,6 +164,10 @@ class DMSToken:
         while token is not None:
             yield token
             token = token.chain.dms if token.chain is not None else None
+
+
+#: Every dataclass field of DMSToken (what a copy must carry).
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(DMSToken))
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,5 +245,7 @@ def _strings(texts: tuple[str, ...]) -> bytes:
     return b"[" + b",".join(gojson.string(t) for t in texts) + b"]"
 
 
+@functools.lru_cache(maxsize=1024)
 def _did_json(did: DID) -> bytes:
+    """Go JSON of a DID struct; cached because every token names the same few DIDs."""
     return b'{"uri":' + gojson.string(did.uri) + b"}" if did.uri else b"{}"
