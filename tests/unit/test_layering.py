@@ -37,6 +37,7 @@ LAYERS: dict[str, tuple[int, int]] = {
     "errors": (0, 0),
     "gojson": (0, 1),
     "_files": (0, 2),
+    "_lazy": (0, 2),  # standard library only, like _files
     "failpoints": (0, 2),  # not in design.md yet: standard library only, like _files
     "config": (0, 3),
     # 1: keys, did:key, keystore

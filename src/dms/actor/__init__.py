@@ -17,9 +17,9 @@ pay for trio.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dms._lazy import lazy_names
 from dms.actor._behavior import Behavior, BehaviorRegistry, Handler
 from dms.actor._envelope import (
     ALLOWED_KEY_TYPES,
@@ -61,21 +61,7 @@ _RUNTIME: dict[str, tuple[str, ...]] = {
     "dms.actor._dispatch": ("Dispatcher", "DropReason", "trio_deadline"),
     "dms.actor._limiter": ("RateLimiter", "RateLimiterConfig"),
 }
-_LAZY = {name: module for module, names in _RUNTIME.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    """Load a runtime name on first use (PEP 562), so the wire layer alone does not import trio."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _RUNTIME)
 
 
 __all__ = [

@@ -16,9 +16,9 @@ use (PEP 562): importing this package alone costs no pydantic.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dms._lazy import lazy_names
 from dms.config._client import ClientSettings, client_settings
 from dms.config._duration import GO_DURATION_UNITS_NS, split_go_duration
 from dms.config._paths import CONFIG_FILE_NAME, config_search_paths, find_config_file
@@ -98,21 +98,7 @@ _PYDANTIC: dict[str, tuple[str, ...]] = {
         "writable_config_path",
     ),
 }
-_LAZY = {name: module for module, names in _PYDANTIC.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    """Load a pydantic-backed name on first use (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _PYDANTIC)
 
 
 __all__ = [
