@@ -32,6 +32,7 @@ from dms.network import Libp2pNetwork, Network
 from dms.node import Node
 from dms.orchestrator import OrchestratorSettings, supervision_settings
 from dms.resources import PortAllocator, ResourceManager, detect_machine
+from dms.subnet import Libp2pStreamTransport, SubnetManager
 from dms.ucan import CapabilityContext, cap_path, load_context, new_context, reload_context
 
 if TYPE_CHECKING:
@@ -134,6 +135,11 @@ class Daemon:
             )
             self.node.allocations = self.allocations
             self.node.deployments.repo = DeploymentRepo(store)
+            # Subnets between the allocations of an ensemble (issue 14).
+            self.node.subnets.manager = SubnetManager(
+                Libp2pStreamTransport(self.network), local_peer=self.network.host_id
+            )
+            self.allocations.hooks = self.node.subnets
         # How this node's orchestrators supervise their deployments (``job.*`` config keys).
         self.node.deployments.settings = OrchestratorSettings(
             supervision=supervision_settings(config.job)

@@ -54,12 +54,13 @@ LAYERS: dict[str, tuple[int, int]] = {
     "resources": (4, 1),
     "executor": (4, 2),
     "storage": (4, 2),
-    # 5: ensembles < orchestration, subnet, contracts < the node actor that hosts them
+    # 5: ensembles < subnets < orchestration, contracts < the node actor that hosts them
+    # (the orchestrator plans an ensemble's subnet and speaks its wire payloads)
     "jobs": (5, 0),
-    "orchestrator": (5, 1),
     "subnet": (5, 1),
-    "tokenomics": (5, 1),
-    "node": (5, 2),
+    "orchestrator": (5, 2),
+    "tokenomics": (5, 2),
+    "node": (5, 3),
     # 6: the edges and the wiring
     "observability": (6, 0),
     "api": (6, 1),

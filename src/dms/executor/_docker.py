@@ -43,6 +43,7 @@ import docker
 import docker.errors
 import trio
 
+from dms.errors import DMSError
 from dms.executor._base import Executor, ExecutorSettings, TrackedExecution
 from dms.executor._docker_disk import DiskLimits
 from dms.executor._docker_engine import (
@@ -85,6 +86,7 @@ from dms.executor._types import (
     ExecutionResult,
     ExecutionStatus,
     LogChunk,
+    NetworkAttachment,
     SpecConfig,
     Termination,
 )
@@ -205,10 +207,34 @@ class DockerExecutor(Executor):
         self._watch.track(container_id, request.execution_id)
         engine = self._engine
         await engine.call("start container", lambda: engine.api.start(container_id))
+        if request.network is not None and not entry.cancel_requested:
+            await self._attach_network(container_id, request.network)
         if entry.cancel_requested:  # cancelled while starting
             await engine.kill(container_id, "SIGKILL")
         elif entry.result is None:
             entry.status = ExecutionStatus.RUNNING
+
+    async def _attach_network(self, container_id: str, network: NetworkAttachment) -> None:
+        """Put the subnet interface into the started container's network namespace.
+
+        The container's command waits for it (:func:`network_wait`); a failure here stops the
+        container and fails the start with the reason.
+        """
+        api = self._engine.api
+        state = await self._engine.call(
+            "inspect container", lambda: api.inspect_container(container_id)["State"]
+        )
+        pid = int(state.get("Pid") or 0)
+        if pid <= 0:
+            raise ExecutorError(
+                f"container exited before its subnet interface could be attached: {state}"
+            )
+        try:
+            await network.attach(f"/proc/{pid}/ns/net")
+        except DMSError as exc:
+            raise ExecutorError(f"subnet: {exc}") from exc
+        except OSError as exc:
+            raise ExecutorError(f"subnet: {exc}") from exc
 
     async def _create(
         self,

@@ -29,6 +29,7 @@ from dms.executor._errors import InvalidSpec
 from dms.executor._types import (
     ExecutionRequest,
     ExecutionResult,
+    NetworkAttachment,
     PortBinding,
     SpecConfig,
     Termination,
@@ -318,15 +319,38 @@ def effective_argv(params: DockerParams, image_config: Mapping[str, Any]) -> lis
     return [*image_entry, *(image_cmd if params.cmd is None else params.cmd)]
 
 
-def provision_command(argv: Sequence[str]) -> list[str]:
+def provision_command(argv: Sequence[str], *, first: str = "") -> list[str]:
     """Go's provisioning wrapper: run the scripts, then (only if they succeed) the program.
 
     ``exec`` makes the program replace the shell, so it receives the stop signal itself.
+    ``first`` is shell code run before everything (:func:`network_wait`).
     """
-    script = f"{INIT_DIR}/{INIT_WRAPPER}"
+    script = first + f"{INIT_DIR}/{INIT_WRAPPER}"
     if argv:
         script += f" && exec {shlex.join(argv)}"
     return ["/bin/sh", "-c", script]
+
+
+def network_wait(network: NetworkAttachment) -> str:
+    """Shell code that waits until the subnet interface is in the container and up.
+
+    The DMS puts the interface into the container's namespace just after the container starts
+    (its namespace does not exist before); the workload must not run before, or its first
+    connections would fail. Gives up with exit code 125 after ``wait_s``.
+    """
+    flags = f"/sys/class/net/{network.interface}/flags"
+    tries = max(1, int(network.wait_s / 0.05))
+    return (
+        f"n=0; until [ -e {flags} ] && [ $(( $(cat {flags}) & 1 )) = 1 ]; do "
+        f"if [ $n -ge {tries} ]; then echo 'nunet: the subnet interface "
+        f"{network.interface} did not appear' >&2; exit 125; fi; "
+        "n=$((n+1)); sleep 0.05; done; "
+    )
+
+
+def network_command(argv: Sequence[str], network: NetworkAttachment) -> list[str]:
+    """Run ``argv`` once the subnet interface is up (needs ``/bin/sh`` in the image)."""
+    return ["/bin/sh", "-c", network_wait(network) + f"exec {shlex.join(argv)}"]
 
 
 @dataclass(frozen=True)
@@ -383,9 +407,13 @@ def container_plan(
         list(params.entrypoint) if params.entrypoint is not None else None
     )
     command: list[str] | None = list(params.cmd) if params.cmd is not None else None
+    first = network_wait(request.network) if request.network is not None else ""
     if init_dir is not None:
         host["binds"] = {init_dir: {"bind": INIT_DIR, "mode": "ro"}}
-        entrypoint = provision_command(effective_argv(params, image_config or {}))
+        entrypoint = provision_command(effective_argv(params, image_config or {}), first=first)
+        command = None
+    elif request.network is not None:
+        entrypoint = network_command(effective_argv(params, image_config or {}), request.network)
         command = None
     name = container_name(executor_id, request)
     container: dict[str, Any] = {

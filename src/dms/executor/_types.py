@@ -9,7 +9,7 @@ Everything else is ours: Python code uses these dataclasses, never raw dicts.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,6 +91,25 @@ class PortBinding:
 
 
 @dataclass(frozen=True)
+class NetworkAttachment:
+    """Join an execution to its ensemble's private network (issue 14) once it has a network
+    namespace of its own.
+
+    The executor starts the workload only after ``interface`` exists inside the execution (a
+    container waits for ``/sys/class/net/<interface>``), so the program never runs without its
+    subnet. Right after the execution's namespace exists the executor awaits
+    ``attach(netns_path)`` (``/proc/<pid>/ns/net``), which puts the interface there; if that
+    raises, the execution is stopped and the start fails with that reason.
+    """
+
+    interface: str
+    address: str  # "10.x.y.z/24"
+    attach: Callable[[str], Awaitable[None]]
+    #: How long the workload waits for the interface before giving up (exit code 125).
+    wait_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class ExecutionRequest:
     """One execution to start: Go's ``ExecutionRequest``.
 
@@ -107,6 +126,7 @@ class ExecutionRequest:
     provision_scripts: Sequence[tuple[str, bytes]] = ()
     gateway_ip: str = ""
     results_dir: str = ""
+    network: NetworkAttachment | None = None
 
 
 @dataclass(frozen=True)

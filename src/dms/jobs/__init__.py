@@ -19,6 +19,7 @@ from dms.jobs._inline import MAX_INLINE_MODULE_BYTES, inline_local_modules, load
 from dms.jobs._json import default_executors, ensemble_struct
 from dms.jobs._load import LocalAllocation, load_allocation, load_ensemble
 from dms.jobs._model import (
+    NETWORKED_EXECUTORS,
     AllocationConfig,
     EdgeConstraint,
     Ensemble,
@@ -36,6 +37,7 @@ from dms.jobs._yaml import MAX_YAML_BYTES
 __all__ = [
     "MAX_INLINE_MODULE_BYTES",
     "MAX_YAML_BYTES",
+    "NETWORKED_EXECUTORS",
     "AllocationConfig",
     "EdgeConstraint",
     "Ensemble",
@@ -63,7 +65,7 @@ __all__ = [
 
 # -- deployments on a provider: wire payloads, allocation actors and their manager -------------
 from dms.jobs._allocation import Allocation
-from dms.jobs._allocations import AllocationManager
+from dms.jobs._allocations import AllocationHooks, AllocationManager
 from dms.jobs._health import HealthResult
 from dms.jobs._json import healthcheck_from_json, healthcheck_gojson
 from dms.jobs._wire import (
@@ -138,6 +140,7 @@ __all__ += [
     "AllocateResponse",
     "Allocation",
     "AllocationDeploymentConfig",
+    "AllocationHooks",
     "AllocationKey",
     "AllocationLiveness",
     "AllocationLogs",

@@ -49,6 +49,7 @@ from dms.executor import (
     ExecutionRequest,
     ExecutionResult,
     Executor,
+    NetworkAttachment,
     PortBinding,
     Termination,
 )
@@ -157,6 +158,14 @@ class Allocation:
         self.heartbeat = LivenessSender(
             actor, lambda: self.orchestrator, self.liveness, liveness_interval
         )
+        #: The behaviours the orchestrator is granted (the subnet ones are added by the node).
+        self.granted_behaviors: list[str] = list(ALLOCATION_BEHAVIORS)
+        #: Its place on the ensemble's subnet, once the orchestrator gave it one: the
+        #: interface its executions get (see :class:`NetworkAttachment`), the subnet's ID and
+        #: gateway (the executions' resolver).
+        self.network: NetworkAttachment | None = None
+        self.subnet_id = ""
+        self.gateway_ip = ""
         self._generation = 0  # bumped by restart and stop: older watchers stay silent
         self._launched = False  # an execution may exist in the executor
         self._grant: list[Token] = []
@@ -213,7 +222,7 @@ class Allocation:
         tokens = security.grant(
             self.orchestrator.did,
             did_from_id(security.id),
-            list(ALLOCATION_BEHAVIORS),
+            list(self.granted_behaviors),
             security.now_ns() + GRANT_NS,
             depth=0,
         )
@@ -246,6 +255,8 @@ class Allocation:
             resources=self.config.resources,
             ports=tuple(PortBinding(pub, priv) for pub, priv in sorted(self.ports.items())),
             provision_scripts=tuple(self.config.provision_scripts),
+            gateway_ip=self.gateway_ip if self.network is not None else "",
+            network=self.network,
         )
 
     async def start(self) -> None:
@@ -484,6 +495,15 @@ class Allocation:
         )
 
     # -- behaviours ---------------------------------------------------------------------------
+
+    def refusal(self, env: Envelope) -> str | None:
+        """Why ``env``'s sender may not control us (None: it is our orchestrator); for the
+        behaviours others add to this allocation (its subnet ones)."""
+        return self._refusal(env)
+
+    async def reply(self, env: Envelope, payload: Any) -> None:
+        """Answer ``env`` (never raises: a lost requester is logged)."""
+        await self._reply(env, payload)
 
     def _refusal(self, env: Envelope) -> str | None:
         """Why ``env``'s sender may not control us (None: it is our orchestrator)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -73,6 +73,16 @@ def record_config(
     return gojson.marshal(out).decode()
 
 
+class AllocationHooks(Protocol):
+    """What the node adds to every allocation (its subnet behaviours; :mod:`dms.node`)."""
+
+    def created(self, allocation: Allocation) -> None:
+        """A new (or re-adopted) allocation actor exists; it does not run yet."""
+
+    async def stopped(self, allocation: Allocation) -> None:
+        """The allocation was stopped and its execution removed."""
+
+
 class AllocationManager:
     """Creates, runs, finds and stops this node's allocations; owns the open executors."""
 
@@ -98,6 +108,8 @@ class AllocationManager:
         self._failed: dict[str, str] = {}
         self._allocations: dict[str, Allocation] = {}
         self._lock = trio.Lock()
+        #: Set by the node: what every allocation gets beside its own behaviours.
+        self.hooks: AllocationHooks | None = None
         #: Set once what a previous run left has been re-adopted (or found lost).
         self.recovered = trio.Event()
 
@@ -301,6 +313,8 @@ class AllocationManager:
             ports=ports,
             liveness_interval=liveness_interval(liveness_interval_ns, DEFAULT_LIVENESS_INTERVAL),
         )
+        if self.hooks is not None:
+            self.hooks.created(allocation)
         try:
             await self.nursery.start(allocation.run)
         except BaseException:
@@ -329,6 +343,8 @@ class AllocationManager:
             allocation.status = "stopped"
             await allocation.stop()
             await self._forget(alloc_id)
+            if self.hooks is not None:
+                await self.hooks.stopped(allocation)
         if close:
             allocation.close()
 

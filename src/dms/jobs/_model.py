@@ -44,6 +44,10 @@ class HealthCheck:
     interval_s: float | None = None
 
 
+#: Executors whose allocations have a network stack of their own, so can join a subnet.
+NETWORKED_EXECUTORS = frozenset({"docker", "vm", "firecracker"})
+
+
 @dataclass(frozen=True)
 class AllocationConfig:
     """One allocation: what runs (executor + execution), with what, and how it is looked after."""
@@ -154,6 +158,27 @@ class Ensemble:
     def node_executors(self, node: str) -> frozenset[str]:
         """The executors a provider needs to host ``node``."""
         return frozenset(self.allocations[a].executor for a in self._node(node).allocations)
+
+    def subnet_members(self) -> list[str]:
+        """The allocations that get an address on the ensemble's private network.
+
+        Those whose executor gives them a network stack of their own (see
+        :data:`NETWORKED_EXECUTORS`); WASM and null allocations have none.
+        """
+        return [n for n, a in self.allocations.items() if a.executor in NETWORKED_EXECUTORS]
+
+    @property
+    def needs_subnet(self) -> bool:
+        """Whether deploying this ensemble builds a private network (issue 14).
+
+        The Go DMS builds one for every ensemble. We build one when it can matter: when at least
+        two allocations can talk to each other over it, or the deployer joins it
+        (``subnet: {join: true}``). A single-container ensemble then needs no TUN device, so a
+        provider without ``CAP_NET_ADMIN`` can still run it.
+        """
+        return len(self.subnet_members()) >= 2 or (
+            self.subnet_join and bool(self.subnet_members())
+        )
 
     def node_of(self, allocation: str) -> str:
         """The node that holds ``allocation``."""

@@ -21,6 +21,7 @@ from collections.abc import Collection
 
 from dms.jobs._model import (
     ESCALATION_STRATEGIES,
+    NETWORKED_EXECUTORS,
     SUPERVISOR_STRATEGIES,
     Ensemble,
     SupervisorConfig,
@@ -167,6 +168,13 @@ def _ports(ensemble: Ensemble, p: Problems, where: dict[str, str]) -> None:
                     f"allocation {port.allocation!r} is on node {where[port.allocation]!r}, "
                     "not this one",
                 )
+            alloc = ensemble.allocations.get(port.allocation)
+            if alloc is not None and alloc.executor == "wasm":
+                p.add(
+                    f"{path}.allocation",
+                    f"{alloc.executor} allocation {port.allocation!r} has no network: "
+                    "no port of it can be published",
+                )
             if port.public:
                 if port.public in public_seen:
                     first = public_seen[port.public]
@@ -181,6 +189,16 @@ def _ports(ensemble: Ensemble, p: Problems, where: dict[str, str]) -> None:
                         f"published by {private_seen[key]}",
                     )
                 private_seen.setdefault(key, path)
+
+
+def _subnet(ensemble: Ensemble, p: Problems) -> None:
+    """``subnet: {join: true}`` needs an allocation with a network to join (WASM has none)."""
+    if ensemble.subnet_join and not ensemble.subnet_members():
+        kinds = sorted({a.executor for a in ensemble.allocations.values()})
+        p.add(
+            "subnet.join",
+            f"no allocation can be on a subnet ({', '.join(kinds)} allocations have no network)",
+        )
 
 
 def _nodes(ensemble: Ensemble, p: Problems) -> None:
@@ -218,6 +236,7 @@ def validate(ensemble: Ensemble, p: Problems, known_executors: Collection[str]) 
     where = _placement(ensemble, p)
     _dependencies(ensemble, p)
     _ports(ensemble, p, where)
+    _subnet(ensemble, p)
     _nodes(ensemble, p)
     if ensemble.supervisor is not None:
         _supervisor(ensemble, p, ensemble.supervisor, "supervisor")

@@ -92,6 +92,7 @@ DECLINE_REASONS = (
     "excluded",
     "pinned",
     "busy",
+    "subnet",
     "other",
 )
 
@@ -231,6 +232,9 @@ class BidRequest:
     static_ports: tuple[int, ...] = ()
     dynamic_ports: int = 0
     privileged_docker: bool = False
+    #: Ours (a Go provider ignores it; sent only when true): the node's allocations join the
+    #: ensemble's subnet, so the provider must be able to manage TUN devices.
+    subnet: bool = False
 
     def __gojson__(self) -> gojson.Struct:
         v1 = gojson.Struct(
@@ -244,6 +248,8 @@ class BidRequest:
             ),
             GeneralRequirements=gojson.Struct(PrivilegedDocker=self.privileged_docker),
         )
+        if self.subnet:
+            v1["Subnet"] = True
         return gojson.Struct(V1=v1)
 
     def to_json(self) -> bytes:
@@ -267,6 +273,7 @@ class BidRequest:
             static_ports=tuple(static),
             dynamic_ports=_int(ports, "Dynamic"),
             privileged_docker=_bool(general, "PrivilegedDocker", "privileged_docker"),
+            subnet=_bool(v1, "Subnet"),
         )
 
 

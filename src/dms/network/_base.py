@@ -21,6 +21,10 @@ Contract, for every implementation:
   (:func:`~dms.network._frame.check_message_size`), on every back-end alike.
 * Handlers are awaited in tasks owned by the network; a handler that raises is logged and
   does not take the network down.
+* **Raw streams** (:meth:`Network.open_stream`, :meth:`Network.set_stream_handler`) are for
+  protocols of our own that carry their own framing (the subnet packet path): a byte stream
+  to one authenticated peer, no size limit, no deadlines of its own (the caller bounds every
+  read and write with a trio deadline, as for everything on the network).
 """
 
 from __future__ import annotations
@@ -59,6 +63,44 @@ class Validation(enum.Enum):
 
 TopicValidator = Callable[[bytes, str], Validation]
 """Checks ``(data, source_peer_id)`` before delivery; must be fast and not block."""
+
+
+class RawStream(ABC):
+    """A bidirectional byte stream to one authenticated peer on one protocol.
+
+    ``read`` returns what has arrived (at most ``max_bytes``; ``-1`` = whatever is buffered)
+    and ``b""`` once the peer closed its side; a reset or broken stream raises
+    :class:`dms.errors.NetworkError`. Nothing here has a deadline: callers wrap reads and writes
+    in ``trio.fail_after`` and :meth:`reset` the stream when one passes.
+    """
+
+    @property
+    @abstractmethod
+    def remote_peer(self) -> str:
+        """The authenticated peer ID at the other end."""
+
+    @abstractmethod
+    async def read(self, max_bytes: int = -1) -> bytes:
+        """Bytes that arrived (``b""`` at EOF); NetworkError if the stream broke."""
+
+    @abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` (all of it); NetworkError if the stream broke."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close our side (the peer reads EOF); never raises."""
+
+    @abstractmethod
+    async def reset(self) -> None:
+        """Abort the stream in both directions; never raises."""
+
+    def set_receive_window(self, size: int) -> None:  # noqa: B027 - optional hint
+        """Let the peer send up to ``size`` unread bytes (a throughput hint; may be ignored)."""
+
+
+StreamHandler = Callable[[RawStream], Awaitable[None]]
+"""Serves one inbound raw stream; the network resets the stream if it raises."""
 
 
 @dataclass(frozen=True)
@@ -136,3 +178,16 @@ class Network(ABC):
     @abstractmethod
     async def find_peer(self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> Sequence[str]:
         """Addresses of ``peer_id`` from the peer store or the DHT (empty if unknown)."""
+
+    # -- raw streams -----------------------------------------------------------------------
+    @abstractmethod
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve inbound streams of ``protocol`` with ``handler`` (one task per stream)."""
+
+    @abstractmethod
+    def remove_stream_handler(self, protocol: str) -> None:
+        """Refuse new streams of ``protocol`` (unknown protocols are ignored)."""
+
+    @abstractmethod
+    async def open_stream(self, peer_id: str, protocol: str, *, timeout: float) -> RawStream:
+        """A new stream of ``protocol`` to ``peer_id`` (NetworkError / NetworkTimeout)."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import multiaddr
 import trio
 from libp2p import new_host
+from libp2p.custom_types import TProtocol
 from libp2p.identity.identify_push.identify_push import push_identify_to_peer
 from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.network.config import ConnectionConfig
@@ -36,6 +37,8 @@ from dms.network._base import (
     InboxHandler,
     Network,
     PeerInfo,
+    RawStream,
+    StreamHandler,
     TopicHandler,
     TopicValidator,
 )
@@ -48,6 +51,7 @@ from dms.network._libp2p_redial import redial_promptly
 from dms.network._libp2p_security import DEFAULT_SECURITY, harden_upgrader, security_options
 from dms.network._libp2p_streams import (
     REUSE_PROTOCOL,
+    Libp2pRawStream,
     StreamSender,
     check_go_frame,
     close_quietly,
@@ -496,6 +500,29 @@ class Libp2pNetwork(Network):
         rtt = await ping_once(self._host, peer, timeout)
         self._liveness.record(peer, rtt)
         return rtt
+
+    # -- raw streams -----------------------------------------------------------------------
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        async def serve(stream: Any) -> None:
+            raw = Libp2pRawStream(stream)
+            try:
+                await handler(raw)
+            except Exception:
+                log.exception("%s handler failed on a stream from %s", protocol, raw.remote_peer)
+                await raw.reset()
+
+        self._host.set_stream_handler(TProtocol(protocol), serve)
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        self._host.remove_stream_handler(TProtocol(protocol))
+
+    async def open_stream(self, peer_id: str, protocol: str, *, timeout: float) -> RawStream:
+        peer = self._parse_peer(peer_id)
+        with network_errors(f"open {protocol} to {peer_id}"), trio.fail_after(timeout):
+            if not self._has_route(peer):
+                await self._discover(peer, peer_id)
+            stream = await self._host.new_stream(peer, [TProtocol(protocol)])
+        return Libp2pRawStream(stream)
 
     def dht_peers(self) -> list[str]:
         """Peer IDs in our Kademlia routing table (``/dms/node/peers/dht`` shows them)."""

@@ -39,6 +39,7 @@ from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicat
 from libp2p.utils import encode_delim
 
 from dms.errors import DMSError, InvalidInput, NetworkError, NetworkTimeout
+from dms.network._base import RawStream
 from dms.network._frame import (
     FRAME_HEADER_SIZE,
     MAX_MESSAGE_SIZE,
@@ -323,3 +324,55 @@ class StreamSender:
             link = self._links.pop(peer)
             if link.stream is not None:
                 await close_quietly(link.stream)
+
+
+class Libp2pRawStream(RawStream):
+    """A py-libp2p ``INetStream`` behind the :class:`~dms.network.RawStream` interface.
+
+    The library's many stream exceptions become ``b""`` (clean EOF) or :class:`NetworkError`;
+    close and reset are bounded and shielded (:func:`close_quietly`, :func:`reset_quietly`).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._peer = str(stream.muxed_conn.peer_id)
+        # Reads and writes go to the muxed (Yamux) stream under the NetStream: NetStream
+        # takes a trio.Lock around every read and write for its state bookkeeping, and each
+        # acquisition is a trip through the scheduler, which a packet pays twice per hop. Its
+        # state only matters for close and reset, which still go through it.
+        self._io = getattr(stream, "muxed_stream", stream)
+
+    @property
+    def remote_peer(self) -> str:
+        return self._peer
+
+    async def read(self, max_bytes: int = -1) -> bytes:
+        try:
+            return bytes(await self._io.read(None if max_bytes < 0 else max_bytes))
+        except EOFError:  # StreamEOF / MuxedStreamEOF derive from it: the peer closed its side
+            return b""
+        except Exception as exc:
+            raise NetworkError(f"stream from {self._peer}: {type(exc).__name__}") from exc
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._io.write(data)
+        except Exception as exc:
+            raise NetworkError(f"stream to {self._peer}: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        await close_quietly(self._stream)
+
+    async def reset(self) -> None:
+        await reset_quietly(self._stream)
+
+    def set_receive_window(self, size: int) -> None:
+        """Raise the Yamux receive window of this stream (go-yamux allows up to 16 MiB).
+
+        With :func:`~dms.network._libp2p_yamux.patch_yamux_window_updates` in place the window
+        is credited back up to this target once half of it is read, so a bulk stream is not
+        held to the 256 KiB default (py-libp2p's sender polls every 10 ms for credit).
+        """
+        muxed = getattr(self._stream, "muxed_stream", None)
+        if muxed is not None and hasattr(muxed, "target_recv_window"):
+            muxed.target_recv_window = max(int(muxed.target_recv_window), min(size, 16 << 20))

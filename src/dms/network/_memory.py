@@ -24,6 +24,8 @@ from dms.network._base import (
     InboxHandler,
     Network,
     PeerInfo,
+    RawStream,
+    StreamHandler,
     TopicHandler,
     TopicValidator,
     Validation,
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Messages an inbox can hold before senders wait.
 INBOX_QUEUE_SIZE = 1024
+#: Writes a raw stream buffers before the writer waits (flow control, as a window would).
+STREAM_QUEUE_SIZE = 64
 
 
 class MemoryFabric:
@@ -74,6 +78,68 @@ class _Inbox:
         )
 
 
+class _StreamState:
+    """What both ends of one in-memory stream share: whether either end reset it."""
+
+    def __init__(self) -> None:
+        self.reset = False
+
+
+class MemoryRawStream(RawStream):
+    """One end of an in-memory stream: a bounded channel each way, partial reads buffered."""
+
+    def __init__(
+        self,
+        peer: str,
+        outgoing: trio.MemorySendChannel[bytes],
+        incoming: trio.MemoryReceiveChannel[bytes],
+        state: _StreamState,
+    ) -> None:
+        self._peer = peer
+        self._out = outgoing
+        self._in = incoming
+        self._state = state
+        self._pending = b""
+
+    @property
+    def remote_peer(self) -> str:
+        return self._peer
+
+    async def read(self, max_bytes: int = -1) -> bytes:
+        if not self._pending:
+            try:
+                self._pending = await self._in.receive()
+            except trio.EndOfChannel:
+                if self._state.reset:
+                    raise NetworkError(f"stream from {self._peer} was reset") from None
+                return b""
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise NetworkError(f"stream from {self._peer} was reset") from None
+        if max_bytes < 0 or max_bytes >= len(self._pending):
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if self._state.reset:
+            raise NetworkError(f"stream to {self._peer} was reset")
+        try:
+            await self._out.send(bytes(data))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise NetworkError(f"stream to {self._peer} is closed") from None
+
+    async def close(self) -> None:
+        self._out.close()
+        await trio.lowlevel.checkpoint()
+
+    async def reset(self) -> None:
+        self._state.reset = True
+        self._out.close()
+        self._in.close()
+        await trio.lowlevel.checkpoint()
+
+
 class MemoryNetwork(Network):
     """One host on a :class:`MemoryFabric`; ``peer_id`` is normally a real libp2p peer ID."""
 
@@ -85,6 +151,7 @@ class MemoryNetwork(Network):
         self._inboxes: dict[str, _Inbox] = {}
         self._topics: dict[str, tuple[TopicHandler, TopicValidator | None]] = {}
         self._connected: set[str] = set()
+        self._stream_handlers: dict[str, StreamHandler] = {}
         self._nursery: trio.Nursery | None = None
         fabric.hosts[peer_id] = self
 
@@ -222,3 +289,35 @@ class MemoryNetwork(Network):
         if peer_id in self._fabric.hosts:
             return [self._fabric.address_of(peer_id)]
         return []
+
+    # -- raw streams -----------------------------------------------------------------------
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        self._stream_handlers[protocol] = handler
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        self._stream_handlers.pop(protocol, None)
+
+    async def open_stream(self, peer_id: str, protocol: str, *, timeout: float) -> RawStream:
+        await trio.lowlevel.checkpoint()
+        if not self._fabric.reachable(self._peer_id, peer_id):
+            raise NetworkError(f"open {protocol} to {peer_id}: not reachable")
+        target = self._fabric.hosts[peer_id]
+        handler = target._stream_handlers.get(protocol)
+        if handler is None or target._nursery is None:
+            raise NetworkError(f"open {protocol} to {peer_id}: protocol not supported")
+        if peer_id != self._peer_id:
+            self._link(target)
+        state = _StreamState()
+        a_send, b_recv = trio.open_memory_channel[bytes](STREAM_QUEUE_SIZE)
+        b_send, a_recv = trio.open_memory_channel[bytes](STREAM_QUEUE_SIZE)
+        ours = MemoryRawStream(peer_id, a_send, a_recv, state)
+        theirs = MemoryRawStream(self._peer_id, b_send, b_recv, state)
+        target._nursery.start_soon(target._serve_stream, protocol, handler, theirs)
+        return ours
+
+    async def _serve_stream(self, protocol: str, handler: StreamHandler, stream: RawStream) -> None:
+        try:
+            await handler(stream)
+        except Exception:
+            log.exception("%s handler failed on %s", protocol, self._peer_id)
+            await stream.reset()

@@ -188,6 +188,10 @@ class DeploymentBehaviors:
             and not node.config.job.allow_privileged_docker
         ):
             return "privileged", "privileged Docker is not allowed on this node"
+        if wanted.subnet:
+            refusal = node.subnet_refusal()
+            if refusal is not None:
+                return "subnet", refusal
         short = shortfall(free, wanted.resources)
         if short is not None:
             return "resources", short

@@ -119,7 +119,7 @@ class Deployments:
             self.live[orch.id] = orch
             log.info("restored deployment %s (%s)", orch.id[:12], orch.status.label)
             deadline = trio.current_time() + self.settings.redeploy_timeout
-            await self._nursery.start(orch.run, deadline)
+            await self._nursery.start(self._run, orch, deadline)
 
     # -- store ---------------------------------------------------------------------------
 
@@ -197,8 +197,23 @@ class Deployments:
         )
         self.live[orch.id] = orch
         deadline = trio.current_time() + lifetime - DEADLINE_MARGIN
-        await self._nursery.start(orch.run, deadline)
+        await self._nursery.start(self._run, orch, deadline)
         return orch
+
+    async def _run(
+        self,
+        orch: Orchestrator,
+        deadline: float,
+        *,
+        task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run ``orch``; while it runs, it may drive its ensemble's subnet on this node (to
+        join it: ``subnet: {join: true}``)."""
+        self.node.subnets.allow(orch.id, orch.actor.handle)
+        try:
+            await orch.run(deadline, task_status=task_status)
+        finally:
+            self.node.subnets.release(orch.id)
 
 
 #: At most this many events per ``/dms/node/deployment/events`` reply (a follower asks again

@@ -25,7 +25,9 @@ from dms.node._hello import (
     HelloExchange,
     root_handle,
 )
+from dms.node._subnet import install_subnet
 from dms.resources import Location, ResourceManager, Resources, detect_machine
+from dms.subnet import subnet_capability
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -79,6 +81,9 @@ class Node:
             self.actor, network, delay=hello_delay, poll_interval=peer_poll_interval
         )
         install_behaviors(self)
+        #: The subnet behaviours; the daemon gives them a manager (``subnets.manager``) and
+        #: the allocation manager its hooks, when this node can run subnets.
+        self.subnets = install_subnet(self)
 
     @property
     def location(self) -> Location:
@@ -118,6 +123,13 @@ class Node:
         known = ", ".join(f.name for f in await self.executor_availability())
         return f"unknown executor {name!r} (this node has: {known})"
 
+    def subnet_refusal(self) -> str | None:
+        """Why this node cannot put allocations on a subnet; ``None`` if it can."""
+        if self.subnets.manager is None:
+            return "this node runs no subnets"
+        capability = subnet_capability()
+        return None if capability.available else f"no subnets here: {capability.reason}"
+
     def provider_candidates(self) -> list[str]:
         """Connected peers that may be DMS providers (they speak the root actor protocol, or
         their protocols are unknown), the ones we exchanged hello with first: whom an
@@ -144,6 +156,7 @@ class Node:
             await nursery.start(self.actor.run)
             await nursery.start(self.hello.run)
             await nursery.start(self.deployments.run)
+            nursery.start_soon(self.subnets.run)
             task_status.started()
 
 

@@ -62,6 +62,8 @@ def bid_request(
                 static_ports=demand.static_ports,
                 dynamic_ports=demand.dynamic_ports,
                 privileged_docker=demand.privileged,
+                subnet=ensemble.needs_subnet
+                and any(a in ensemble.subnet_members() for a in ensemble.nodes[name].allocations),
             )
         )
     return EnsembleBidRequest(

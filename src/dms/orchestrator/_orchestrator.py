@@ -77,6 +77,7 @@ from dms.orchestrator._manifest import (
     NodeManifest,
 )
 from dms.orchestrator._matcher import Edge, Match
+from dms.orchestrator._provision import SubnetProvisioner
 from dms.orchestrator._recovery import SupervisionSettings
 from dms.orchestrator._status import DeploymentStatus
 from dms.orchestrator._supervisor import Supervisor
@@ -188,6 +189,15 @@ class Orchestrator:
         #: Nodes already placed elsewhere by escalation (escalation redeploys a node once).
         self.escalated: set[str] = set()
         self.supervisor = Supervisor(self, self.settings.supervision)
+        #: The deployment's private network (when the ensemble needs one).
+        self.subnet = SubnetProvisioner(
+            self.actor,
+            self.id,
+            ensemble,
+            self.manifest,
+            handle_of=self._handle_of,
+            progress=self._event,
+        )
 
     @property
     def ensemble_id(self) -> str:
@@ -251,6 +261,7 @@ class Orchestrator:
                 error=self.error,
                 explanation=self.explanation,
                 events=self.events,
+                subnet=self.subnet.to_dict(),
             )
         ).decode()
 
@@ -301,6 +312,14 @@ class Orchestrator:
         except PlacementFailed as exc:
             await self._fail(str(exc))
             return
+        if self.subnet.wanted:
+            await self._set_status(DeploymentStatus.PROVISIONING, "building the subnet")
+            try:
+                await self.subnet.provision(list(self.manifest.allocations))
+            except DMSError as exc:
+                await self._stop_allocations()
+                await self._fail(str(exc))
+                return
         await self._set_status(DeploymentStatus.PROVISIONING, "starting allocations")
         failures = await self._start(list(self.manifest.allocations), deadline)
         if failures:
@@ -560,6 +579,12 @@ class Orchestrator:
             self._mark_failed(names, str(exc))
             await self.save()
             return str(exc)
+        try:
+            await self.subnet.provision(names)
+        except DMSError as exc:
+            self._mark_failed(names, str(exc))
+            await self.save()
+            return str(exc)
         failures = await self._start(names, deadline)
         if failures:
             why = "; ".join(f"allocation {a} did not start: {e}" for a, e in failures.items())
@@ -635,11 +660,14 @@ class Orchestrator:
         manifest = EnsembleManifest.from_json(json.loads(record.manifest))
         manifest.orchestrator = orch.actor.handle
         orch.manifest = manifest
+        orch.subnet.manifest = manifest
         orch.status = DeploymentStatus(record.status)
         snap = snapshot_fields(record.snapshot)
         orch.error = str(snap.get("error") or "")
         orch.explanation = [str(line) for line in snap.get("explanation") or []]
         orch.events = [Event.from_json(e) for e in snap.get("events") or []]
+        subnet = snap.get("subnet")
+        orch.subnet.load(subnet if isinstance(subnet, dict) else None)
         orch.created_ns = record.created_at or orch.created_ns
         orch.restored = True
         return orch
@@ -760,6 +788,7 @@ class Orchestrator:
             if node.peer
         }
         await revert_all(self.actor, self.id, targets)
+        await self.subnet.destroy()
         await self._persist(self)
 
     async def fetch_logs(self, name: str) -> Output:

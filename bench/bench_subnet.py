@@ -1,0 +1,316 @@
+"""Subnet data path: throughput and added round-trip time between two allocations on two providers.
+
+Two providers are two helper processes (this script with ``--provider``), each a real
+``Libp2pNetwork`` on 127.0.0.1 with a :class:`~dms.subnet.Libp2pStreamTransport` and a
+:class:`~dms.subnet.SubnetRouter` whose allocation is a TUN device in a network namespace of
+its own. Between the two namespaces, in the same run:
+
+* **UDP round trip**: 64-byte datagrams one at a time (median and p99 of N);
+* **TCP bulk**: one connection sending as fast as it can for a few seconds (receiver's rate);
+
+over the subnet with segmentation offload (the default), over the subnet without it
+(MTU-sized packets only), and over a plain veth pair between two other namespaces (MTU 1420
+too) as the baseline. Targets (issue 14): >= 200 Mbit/s and <= 1 ms added round trip.
+
+    .venv/bin/python bench/bench_subnet.py [--seconds 5] [--rounds 300] [--profile DIR]
+
+Needs root (namespaces, TUN). Everything it makes (namespaces, helper processes) is removed
+on exit, Ctrl-C included. ``--profile DIR`` runs py-spy on each provider during the offload
+TCP run and writes flame graphs there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "src"), str(ROOT / "bench")]
+
+from tests.subnet.netns_support import namespaces, ns_path, probe_command  # noqa: E402
+
+from bench_common import Helper, cpu_of, loadavg, quantile  # noqa: E402
+
+SUBNET = "bench-subnet"
+CIDR = "10.231.7.0/24"
+IP_A, IP_B = "10.231.7.2", "10.231.7.3"
+VETH_A, VETH_B = "192.168.231.1", "192.168.231.2"
+ECHO_PROTOCOL = "/nunet-bench/echo/1.0.0"
+PEERS: dict[int, str] = {}  # helper pid -> its peer ID
+
+
+# -- provider helper ------------------------------------------------------------------------
+def provider(netns: str, ip: str, offload: bool) -> None:
+    import ipaddress
+
+    import trio
+
+    from bench_common import read_stdin_line
+    from dms.crypto import Ed25519PrivateKey
+    from dms.network import RawStream
+    from dms.network._libp2p import Libp2pNetwork
+    from dms.subnet import Libp2pStreamTransport, SubnetRouter
+
+    async def main() -> None:
+        net = Libp2pNetwork(Ed25519PrivateKey.generate(), ["/ip4/127.0.0.1/tcp/0"])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            transport = Libp2pStreamTransport(net)
+            router = SubnetRouter(
+                SUBNET,
+                ipaddress.IPv4Network(CIDR),
+                transport,
+                local_peer=net.host_id,
+                offload=offload,
+            )
+            await nursery.start(router.run)
+
+            async def echo(stream: RawStream) -> None:
+                while data := await stream.read():
+                    await stream.write(data)
+
+            net.set_stream_handler(ECHO_PROTOCOL, echo)
+            print(f"PEER {net.host_id}", flush=True)
+            print(f"ADDR {net.listen_addresses()[0]}", flush=True)
+            while True:
+                line = (await read_stdin_line()).split()
+                if not line or line[0] == "QUIT":
+                    break
+                if line[0] == "CONNECT":
+                    await net.connect(line[1])
+                elif line[0] == "ROUTES":
+                    router.add_routes(dict(item.split("=") for item in line[1:]))
+                elif line[0] == "ATTACH":
+                    name = await router.attach(ip, netns=netns)
+                    print(f"ATTACHED {name}", flush=True)
+                elif line[0] == "ECHO":  # the libp2p floor: 64 B echo on one reused stream
+                    stream = await net.open_stream(line[1], ECHO_PROTOCOL, timeout=10)
+                    times = []
+                    for _ in range(int(line[2])):
+                        start = time.perf_counter()
+                        await stream.write(bytes(64))
+                        got = b""
+                        while len(got) < 64:
+                            got += await stream.read()
+                        times.append(time.perf_counter() - start)
+                    await stream.close()
+                    print(f"ECHO {' '.join(f'{t:.6f}' for t in times)}", flush=True)
+                elif line[0] == "STATS":
+                    s = router.stats
+                    print(
+                        f"STATS sent={s.sent_packets}/{s.sent_batches} "
+                        f"received={s.received_packets}/{s.received_batches} "
+                        f"dropped={s.dropped} device_bytes={s.device_bytes}",
+                        flush=True,
+                    )
+            await router.close()
+            await transport.aclose()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+# -- measurements ---------------------------------------------------------------------------
+def run_probe(ns: str, *args: str, timeout: float = 120) -> str:
+    return subprocess.run(
+        probe_command(ns, *args), check=True, capture_output=True, text=True, timeout=timeout
+    ).stdout
+
+
+@contextlib.contextmanager
+def background(ns: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        probe_command(ns, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "READY":
+            raise RuntimeError(
+                f"probe {args} did not start: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def udp_rtt(ns_client: str, ns_server: str, ip: str, rounds: int) -> list[float]:
+    with background(ns_server, "udp-echo", ip, "9000"):
+        out = run_probe(ns_client, "udp-rtt", ip, "9000", str(rounds))
+    values = [float(line.split()[1]) for line in out.splitlines() if line.startswith("RTT")]
+    lost = out.count("LOST")
+    if lost:
+        print(f"  ({lost} of {rounds} datagrams lost)")
+    return values
+
+
+def tcp_rate(ns_client: str, ns_server: str, ip: str, seconds: float) -> float:
+    """Megabits per second the receiver saw."""
+    with background(ns_server, "tcp-recv", ip, "9001") as server:
+        run_probe(ns_client, "tcp-blast", ip, "9001", str(seconds))
+        out, _ = server.communicate(timeout=60)
+    fields = out.split()
+    nbytes, elapsed = int(fields[fields.index("BYTES") + 1]), float(fields[-1])
+    return nbytes * 8 / elapsed / 1e6
+
+
+def setup_veth(ns_a: str, ns_b: str) -> None:
+    for cmd in (
+        ["ip", "link", "add", "bva", "netns", ns_a, "type", "veth", "peer", "bvb", "netns", ns_b],
+        ["ip", "-n", ns_a, "addr", "add", f"{VETH_A}/24", "dev", "bva"],
+        ["ip", "-n", ns_b, "addr", "add", f"{VETH_B}/24", "dev", "bvb"],
+        ["ip", "-n", ns_a, "link", "set", "bva", "mtu", "1420", "up"],
+        ["ip", "-n", ns_b, "link", "set", "bvb", "mtu", "1420", "up"],
+    ):
+        subprocess.run(cmd, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def providers(ns_a: str, ns_b: str, offload: bool) -> Iterator[tuple[Helper, Helper]]:
+    flag = "1" if offload else "0"
+    me = str(Path(__file__).resolve())
+    with (
+        Helper([me, "--provider", ns_path(ns_a), IP_A, flag]) as a,
+        Helper([me, "--provider", ns_path(ns_b), IP_B, flag]) as b,
+    ):
+        peer_a, peer_b = a.expect("PEER"), b.expect("PEER")
+        PEERS.update({a.pid: peer_a, b.pid: peer_b})
+        addr_a = a.expect("ADDR")
+        b.tell(f"CONNECT {addr_a}")
+        for h in (a, b):
+            h.tell(f"ROUTES {IP_A}={peer_a} {IP_B}={peer_b}")
+            h.tell("ATTACH")
+            h.expect("ATTACHED")
+        try:
+            yield a, b
+        finally:
+            for h in (a, b):
+                with contextlib.suppress(Exception):
+                    h.tell("QUIT")
+                    h.process.wait(10)
+
+
+def measure(
+    label: str,
+    ns_a: str,
+    ns_b: str,
+    ip_b: str,
+    *,
+    args: argparse.Namespace,
+    helpers: tuple[Helper, Helper] | None = None,
+) -> dict[str, float]:
+    run_probe(ns_a, "udp-rtt", ip_b, "9", "1")  # warm-up: opens the subnet streams (no echo)
+    values = udp_rtt(ns_a, ns_b, ip_b, args.rounds)
+    echo: list[float] = []
+    if helpers:
+        helpers[0].tell(f"ECHO {PEERS[helpers[1].pid]} {args.rounds}")
+        echo = [float(v) for v in helpers[0].expect("ECHO").split()]
+    cpu_before = [cpu_of(h.pid) for h in helpers] if helpers else []
+    spies = []
+    if helpers and args.profile and label == "subnet (offload)":
+        for h, name in zip(helpers, ("a", "b"), strict=True):
+            out = Path(args.profile) / f"subnet-provider-{name}.svg"
+            spies.append(
+                subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "-p",
+                        str(h.pid),
+                        "-o",
+                        str(out),
+                        "-d",
+                        str(int(args.seconds) + 2),
+                        "-r",
+                        "200",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+    start = time.perf_counter()
+    rate = tcp_rate(ns_a, ns_b, ip_b, args.seconds)
+    wall = time.perf_counter() - start
+    for spy in spies:
+        spy.wait(60)
+    cpu = [cpu_of(h.pid) - c for h, c in zip(helpers or (), cpu_before, strict=True)]
+    result = {
+        "rtt_p50": statistics.median(values) * 1e3,
+        "rtt_p99": quantile(values, 0.99) * 1e3,
+        "mbit": rate,
+        "cpu_a": cpu[0] / wall * 100 if cpu else float("nan"),
+        "cpu_b": cpu[1] / wall * 100 if cpu else float("nan"),
+        "echo_p50": statistics.median(echo) * 1e3 if echo else float("nan"),
+    }
+    if helpers:
+        for h in helpers:
+            h.tell("STATS")
+            result.setdefault("stats", 0)
+            print(f"  {label} provider {h.expect('STATS')}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--profile", help="directory for py-spy flame graphs")
+    parser.add_argument("--provider", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.provider:
+        provider(args.provider[0], args.provider[1], args.provider[2] == "1")
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("bench_subnet.py needs root (network namespaces and TUN devices)")
+    if args.profile:
+        if shutil.which("py-spy") is None:
+            raise SystemExit("--profile needs py-spy on PATH")
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    print(
+        f"loadavg {loadavg()}, {os.cpu_count()} cores; "
+        f"TCP {args.seconds:g} s, UDP {args.rounds} rounds"
+    )
+    results: dict[str, dict[str, float]] = {}
+    with namespaces(2, "bv") as (va, vb):
+        setup_veth(va, vb)
+        results["veth"] = measure("veth", va, vb, VETH_B, args=args)
+    for label, offload in (("subnet (offload)", True), ("subnet (no offload)", False)):
+        with namespaces(2, "bs") as (sa, sb), providers(sa, sb, offload) as helpers:
+            results[label] = measure(label, sa, sb, IP_B, args=args, helpers=helpers)
+
+    base = results["veth"]
+    print()
+    print(
+        "| path | TCP Mbit/s | vs veth | UDP RTT p50 | p99 | added p50 "
+        "| libp2p echo p50 (floor) | provider CPU in TCP (a / b) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, r in results.items():
+        added = r["rtt_p50"] - base["rtt_p50"]
+        cpu = "" if label == "veth" else f"{r['cpu_a']:.0f} % / {r['cpu_b']:.0f} %"
+        print(
+            f"| {label} | {r['mbit']:,.0f} | {r['mbit'] / base['mbit']:.3f} | "
+            f"{r['rtt_p50']:.3f} ms | {r['rtt_p99']:.3f} ms | {added:+.3f} ms | "
+            f"{'' if label == 'veth' else format(r['echo_p50'], '.3f') + ' ms'} | {cpu} |"
+        )
+    sub = results["subnet (offload)"]
+    print()
+    print(
+        f"targets: throughput {sub['mbit']:,.0f} Mbit/s (>= 200: "
+        f"{'met' if sub['mbit'] >= 200 else 'NOT met'}), added RTT "
+        f"{sub['rtt_p50'] - base['rtt_p50']:.3f} ms (<= 1 ms: "
+        f"{'met' if sub['rtt_p50'] - base['rtt_p50'] <= 1 else 'NOT met'})"
+    )
+
+
+if __name__ == "__main__":
+    main()
