@@ -66,6 +66,28 @@ nunet deploy -f "$repo/examples/hello.yaml"
 if nunet executor list --json | grep -q '"name":"docker","available":true'; then
     step "9b. the same on Docker, with enforced CPU and memory limits"
     nunet deploy -f "$repo/examples/hello-docker.yaml"
+    step "9c. two services on two providers, on their private network: the web server serves what it fetched from cache.internal"
+    out=$(nunet deploy -f "$repo/examples/web-and-cache.yaml" -t 2m 2>&1) || { echo "$out"; exit 1; }
+    echo "$out"
+    web_id=$(echo "$out" | grep -o 'deployment [0-9a-f]\{64\}' | head -1 | cut -d' ' -f2)
+    nunet deployment manifest "$web_id" >"$demo_dir/web-and-cache.json"
+    python3 - "$demo_dir/web-and-cache.json" <<'PY'
+import json, sys, time, urllib.request
+allocations = json.load(open(sys.argv[1]))["allocations"]
+for name, a in sorted(allocations.items()):
+    print(f"  {name}: {a['priv_addr']} ({a['dns_name']}), published ports {a.get('ports', {})}")
+port = next(iter(allocations["web"]["ports"]))
+for _ in range(100):
+    try:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+        break
+    except OSError:
+        time.sleep(0.2)
+else:
+    sys.exit(f"nothing answered on port {port}")
+print(f"GET http://127.0.0.1:{port}/ -> {page.strip()}")
+PY
+    nunet deployment shutdown "$web_id"
 fi
 
 step "10. the deployments node0 orchestrated"

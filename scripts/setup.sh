@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up a development environment on a fresh Debian machine: system packages the tests need
 # (the Go toolchain that checks wire compatibility; a Docker engine with its test image, unless
-# NUNET_SKIP_DOCKER=1), a virtualenv in .venv with the project
-# installed editable plus its dev tools. Leaves the CLI at .venv/bin/nunet. Idempotent.
+# NUNET_SKIP_DOCKER=1; QEMU and the vm executor's guest, unless NUNET_SKIP_VM=1), a virtualenv
+# in .venv with the project installed editable plus its dev tools. Leaves the CLI at
+# .venv/bin/nunet. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,16 @@ fi
 if [ "${NUNET_SKIP_DOCKER:-0}" != 1 ]; then
     if [ "$(id -u)" -eq 0 ]; then ./scripts/docker.sh; else sudo ./scripts/docker.sh; fi
 fi
+
+# --- VM guest (the vm executor) ----------------------------------------------------------------
+# QEMU (qemu-system-x86, busybox-static: apt only when missing) and the default guest, a Debian
+# cloud kernel plus a busybox initramfs built once into ~/.cache/nunet/vm-guest (or
+# $NUNET_VM_GUEST_DIR) by scripts/vm-guest.sh; a cached guest costs no apt call.
+# NUNET_SKIP_VM=1 skips it.
+if [ "${NUNET_SKIP_VM:-0}" != 1 ]; then
+    ./scripts/vm-guest.sh >/dev/null
+fi
+# --- end of VM guest -----------------------------------------------------------------------------
 
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"

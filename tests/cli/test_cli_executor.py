@@ -108,7 +108,7 @@ def test_interrupt_cancels_the_execution(tmp_path: Path) -> None:
         (NULL_ENSEMBLE % {"duration": 0}, (), "several allocations (other, sleeper); name one"),
         (NULL_ENSEMBLE % {"duration": 0}, ("-a", "nope"), "no allocation 'nope'"),
         ("execution: {type: null}", (), "quote it"),
-        ("execution: {type: vm}", (), "unknown executor 'vm'"),
+        ("execution: {type: lxc}", (), "unknown executor 'lxc'"),
         ("execution: {type: 'null', duration: -1}", (), "'duration' must not be negative"),
         ("executor: docker\nexecution: {type: 'null'}", (), "cannot run an execution of type"),
         ("resources: {ram: {size: lots}}\nexecution: {type: 'null'}", (), "resources.ram.size"),

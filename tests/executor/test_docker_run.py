@@ -139,7 +139,7 @@ async def test_port_binding_is_reachable_from_the_host(tmp_path: Path) -> None:
             while b"hello-from-container" not in body:
                 try:
                     body = await _http_get(port)
-                except OSError:
+                except (OSError, trio.BrokenResourceError):  # docker-proxy up before httpd
                     body = b""
                 if b"hello-from-container" not in body:
                     await trio.sleep(0.1)

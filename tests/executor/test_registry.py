@@ -60,9 +60,10 @@ def test_an_unavailable_executor_is_refused_with_its_reason(tmp_path: Path) -> N
 def test_unknown_names_list_the_known_ones(tmp_path: Path) -> None:
     registry = ExecutorRegistry()
     with pytest.raises(
-        UnknownExecutor, match=r"unknown executor 'vm' \(known: docker, null, wasm\)"
+        UnknownExecutor,
+        match=r"unknown executor 'lxc' \(known: docker, firecracker, null, vm, wasm\)",
     ):
-        registry.create("vm", _settings(tmp_path))
+        registry.create("lxc", _settings(tmp_path))
 
 
 def test_a_back_end_that_cannot_be_imported_is_unavailable_not_a_crash() -> None:

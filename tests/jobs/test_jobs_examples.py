@@ -125,11 +125,11 @@ def test_from_json_is_lenient_about_key_case_and_strict_about_meaning() -> None:
     shouted = {"V1": {k.upper(): v for k, v in data["v1"].items()}}
     assert Ensemble.from_json(shouted) == load_ensemble(DOCKER_HELLO)
     data["v1"]["nodes"]["node1"]["allocations"] = ["ghost"]
-    data["v1"]["allocations"]["alloc1"]["executor"] = "vm"
+    data["v1"]["allocations"]["alloc1"]["executor"] = "lxc"
     with pytest.raises(EnsembleInvalid) as info:
         Ensemble.from_json(data)
     text = str(info.value)
-    assert "unknown allocation 'ghost'" in text and "unknown executor 'vm'" in text
+    assert "unknown allocation 'ghost'" in text and "unknown executor 'lxc'" in text
     assert "allocation 'alloc1' is on no node" in text
     with pytest.raises(EnsembleInvalid, match="invalid JSON"):
         Ensemble.from_json(b"{not json")

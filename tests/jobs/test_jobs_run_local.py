@@ -43,8 +43,8 @@ async def test_a_timeout_stops_it_as_a_limit(tmp_path: Path) -> None:
 
 
 async def test_an_unknown_executor_is_one_error(tmp_path: Path) -> None:
-    alloc = load_allocation("execution: {type: vm}")
-    with pytest.raises(UnknownExecutor, match="unknown executor 'vm'"):
+    alloc = load_allocation("execution: {type: lxc}")
+    with pytest.raises(UnknownExecutor, match="unknown executor 'lxc'"):
         await run_allocation(alloc, _settings(tmp_path))
 
 

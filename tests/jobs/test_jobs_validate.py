@@ -51,9 +51,9 @@ CASES = [
      "unknown allocation 'a9'"),
     (two(a1_extra="    depends_on: [a1]\n"), "allocations.a1.depends_on[0]", 7,
      "cannot depend on itself"),
-    (two().replace('executor: "null"', "executor: vm", 1)
-     .replace('{type: "null"}', "{type: vm}", 1),
-     "allocations.a1.executor", 3, "unknown executor 'vm'"),
+    (two().replace('executor: "null"', "executor: lxc", 1)
+     .replace('{type: "null"}', "{type: lxc}", 1),
+     "allocations.a1.executor", 3, "unknown executor 'lxc'"),
     (two().replace('{type: "null"}', "{type: docker, image: x}", 1),
      "allocations.a1.execution.type", 6, "does not match executor 'null'"),
     (two(nodes="nodes:\n  n1:\n    allocations: [a1, a2]\n    ports:\n"

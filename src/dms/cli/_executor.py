@@ -77,7 +77,15 @@ def list_executors(
     table = Table("executor", "available", "why not")
     for f in found:
         table.add_row(f.name, "yes" if f.available else "no", f.reason)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    from dms.subnet import subnet_capability  # only this command needs it (start-up cost)
+
+    subnets = subnet_capability()
+    console.print(
+        "subnets (a private network between an ensemble's allocations): "
+        + ("yes" if subnets.available else f"no: {subnets.reason}")
+    )
 
 
 def _describe(alloc: LocalAllocation, result: ExecutionResult, seconds: float) -> str:

@@ -24,6 +24,8 @@ BUILTIN_EXECUTORS: dict[str, str] = {
     "docker": "dms.executor._docker:DockerExecutor",
     "wasm": "dms.executor._wasm:WasmExecutor",
     "null": "dms.executor._null:NullExecutor",
+    "vm": "dms.executor._vm:VmExecutor",
+    "firecracker": "dms.executor._vm:FirecrackerExecutor",
 }
 
 
@@ -84,7 +86,11 @@ class ExecutorRegistry:
             reason = str(exc)
         except Exception as exc:  # a probe must never take the node down
             reason = f"{name}: probe failed: {exc}"
-        found = ExecutorAvailability(name, reason is None, reason or "")
+        note = ""
+        if reason is None:  # an available back-end may say how (``vm: available (kvm)``)
+            how = getattr(self.executor_class(name), "availability_note", None)
+            note = str(how()) if callable(how) else ""
+        found = ExecutorAvailability(name, reason is None, reason or note)
         if reason:
             log.info("executor %s unavailable: %s", name, reason)
         self._probed[name] = found

@@ -176,9 +176,7 @@ class Ensemble:
         (``subnet: {join: true}``). A single-container ensemble then needs no TUN device, so a
         provider without ``CAP_NET_ADMIN`` can still run it.
         """
-        return len(self.subnet_members()) >= 2 or (
-            self.subnet_join and bool(self.subnet_members())
-        )
+        return len(self.subnet_members()) >= 2 or (self.subnet_join and bool(self.subnet_members()))
 
     def node_of(self, allocation: str) -> str:
         """The node that holds ``allocation``."""

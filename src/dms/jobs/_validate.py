@@ -21,7 +21,6 @@ from collections.abc import Collection
 
 from dms.jobs._model import (
     ESCALATION_STRATEGIES,
-    NETWORKED_EXECUTORS,
     SUPERVISOR_STRATEGIES,
     Ensemble,
     SupervisorConfig,

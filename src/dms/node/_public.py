@@ -8,8 +8,9 @@ Go and Python nodes can greet each other. ``/broadcast/hello`` arrives on gossip
 
 ``PublicStatusResponse`` carries the machine resources and, added by us, the node's
 ``Location`` from ``general.host_*`` and ``Executors`` (which back-ends run here, and why the
-others do not); Go's struct has neither field and Go decoders skip them. A user can check what
-the node will bid with.
+others do not) and ``Subnets`` (whether it can put allocations on an ensemble's private
+network, and why not); Go's struct has none of these fields and Go decoders skip them. A user
+can check what the node will bid with.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from dms import gojson
 from dms.actor import Envelope
 from dms.did import peer_id_from_did
 from dms.errors import DMSError
@@ -59,6 +61,8 @@ def install_public(node: Node) -> None:
         except Exception as exc:  # a detector failure is a status, not a crash
             log.warning("machine resources detection failed: %s", exc)
             payload = public_status_response("ERROR", Resources(), node.location, executors)
+        refusal = node.subnet_refusal()
+        payload["Subnets"] = gojson.Struct(available=refusal is None, reason=refusal or "")
         await send_reply(node, env, payload)
 
     node.actor.add_behavior(PUBLIC_HELLO, public_hello)

@@ -623,6 +623,7 @@ class Orchestrator:
         status = self.status
         if status is DeploymentStatus.RUNNING:
             self._grant_reports()
+            await self.subnet.rejoin()
             self.record("supervising again after a restart of the DMS")
             await self.save()
             return

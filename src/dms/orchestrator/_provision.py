@@ -251,6 +251,16 @@ class SubnetProvisioner:
             text = "; ".join(f"{n}: {e}" for n, e in sorted(errors.items()))
             raise DMSError(f"subnet {what} step failed: {text}")
 
+    async def rejoin(self) -> None:
+        """After a restart of this DMS: its joined device went with the old process; join again
+        (best effort: the deployment runs on without the host's own address)."""
+        if not (self.joined and self.plan is not None):
+            return
+        try:
+            await self._join(self.plan)
+        except DMSError as exc:
+            self._progress(f"could not join subnet {self.plan.cidr} again: {exc}")
+
     async def _join(self, plan: SubnetPlan) -> None:
         node = self.actor.supervisor
         if node is None:
