@@ -30,8 +30,7 @@ pytestmark = pytest.mark.docker
 
 IMAGE = "nunet-test/busybox:latest"
 WEB = (
-    "mkdir -p /www && echo hello over the subnet >/www/index.html "
-    "&& exec httpd -f -p 8080 -h /www"
+    "mkdir -p /www && echo hello over the subnet >/www/index.html && exec httpd -f -p 8080 -h /www"
 )
 RES = "resources: {cpu: {cores: 0.25}, ram: {size: 64MiB}, disk: {size: 0.5}}"
 ENSEMBLE = f"""
