@@ -137,7 +137,9 @@ class Daemon:
             self.node.deployments.repo = DeploymentRepo(store)
             # Subnets between the allocations of an ensemble (issue 14).
             self.node.subnets.manager = SubnetManager(
-                Libp2pStreamTransport(self.network), local_peer=self.network.host_id
+                Libp2pStreamTransport(self.network),
+                local_peer=self.network.host_id,
+                state_dir=config.general.work_dir / "subnets",
             )
             self.allocations.hooks = self.node.subnets
         # How this node's orchestrators supervise their deployments (``job.*`` config keys).

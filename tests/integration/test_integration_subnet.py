@@ -7,6 +7,10 @@ over the subnet (packets cross between the two providers' DMSs over libp2p); the
 joins the subnet (``subnet: {join: true}``), so the host reaches the web server's private
 address directly; the web server's port is published on its provider. After shutdown no
 subnet device is left on the host and no container of ours remains.
+
+The subnet follows the ensemble: a provider SIGKILLed and restarted gives its re-adopted
+allocation its address back; a web server moved to another provider (its provider lost) keeps
+its address and name, and the client reaches it there.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import re
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.integration.conftest import Cli
@@ -60,6 +65,9 @@ nodes:
     allocations: [client]
 subnet: {{join: true}}
 """
+#: Fast supervision on the orchestrating node (node 0): a provider silent 3 s is lost.
+SUPERVISION = {"job": {"liveness_interval": "0.5s", "liveness_window": "3s"}}
+WAIT = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +77,12 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devnet.Devnet]:
     )
     if found.returncode != 0:
         pytest.fail(f"{IMAGE} is not built: run scripts/docker.sh")
-    network = devnet.create(tmp_path_factory.mktemp("subnet") / "net", 3)
+    network = devnet.create(
+        tmp_path_factory.mktemp("subnet") / "net", 4, node_config={0: SUPERVISION}
+    )
     devnet.start(network)
     try:
-        devnet.onboard(network, [1, 2])
+        devnet.onboard(network, [1, 2, 3])
         yield network
     finally:
         devnet.stop(network)
@@ -86,8 +96,10 @@ def _subnet_links() -> list[str]:
     return [line.split(":")[1].strip() for line in out.splitlines() if ": nn" in line]
 
 
-def _container(net: devnet.Devnet, alloc_id: str) -> str:
-    for node in net.nodes[1:]:
+def _container(net: devnet.Devnet, alloc_id: str, only: int | None = None) -> str:
+    for index, node in enumerate(net.nodes):
+        if index == 0 or only not in (None, index):
+            continue
         label = f"label=nunet-executor={node_executor_id(node.peer_id)}"
         listed = subprocess.run(
             ["docker", "ps", "-q", "--filter", label, "--filter", f"name={alloc_id}"],
@@ -187,3 +199,106 @@ def test_allocations_on_two_providers_talk_by_name_over_the_subnet(
     while _subnet_links() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _subnet_links() == []
+
+
+# -- the subnet follows the ensemble ----------------------------------------------------------
+
+
+def _deploy(cli: Cli, path: Path) -> str:
+    result = cli.run("deploy", "-f", str(path), "-t", "2m")
+    found = re.search(r"deployment ([0-9a-f]{64})", result.stderr)
+    assert found and "is Running" in result.stderr, result.stderr
+    return found.group(1)
+
+
+def _manifest(cli: Cli, eid: str) -> dict[str, Any]:
+    return dict(json.loads(cli.run("deployment", "manifest", eid).stdout))
+
+
+def _provider(net: devnet.Devnet, manifest: dict[str, Any], node: str) -> int:
+    peer = manifest["nodes"][node]["peer"]
+    return next(i for i, n in enumerate(net.nodes) if n.peer_id == peer)
+
+
+def _wait_status(cli: Cli, eid: str, done: Callable[[dict[str, Any]], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = json.loads(cli.run("deployment", "status", eid, "--json").stdout)
+        if done(status):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"never {what}: {status}")
+
+
+def _fetch_from_client(net: devnet.Devnet, eid: str) -> str:
+    box = _container(net, f"{eid}_client")
+    return _until(
+        "wget web.internal",
+        lambda: _exec(box, "wget", "-q", "-O", "-", "http://web.internal:8080/"),
+        time.monotonic() + WAIT,
+    )
+
+
+def test_a_restarted_provider_gives_its_readopted_allocation_its_address_back(
+    net: devnet.Devnet, tmp_path: Path
+) -> None:
+    cli = Cli(net)
+    ensemble = tmp_path / "subnet.yaml"
+    # failure_recovery: restart: the orchestrator waits for the provider instead of moving web.
+    ensemble.write_text(ENSEMBLE.replace("  front:\n", "  front:\n    failure_recovery: restart\n"))
+    eid = _deploy(cli, ensemble)
+    try:
+        manifest = _manifest(cli, eid)
+        front = _provider(net, manifest, "front")
+        web_box = _container(net, f"{eid}_web", only=front)
+        assert _fetch_from_client(net, eid) == "hello over the subnet\n"
+        devnet.kill(net, front)
+        devnet.start(net, only=[front])
+        _wait_status(
+            cli,
+            eid,
+            lambda s: any("re-adopted" in str(e.get("message")) for e in s.get("Events") or []),
+            "re-adopted",
+        )
+        # The same container, its address the same, reachable by name again.
+        assert _container(net, f"{eid}_web", only=front) == web_box
+        assert _fetch_from_client(net, eid) == "hello over the subnet\n"
+        assert (
+            _manifest(cli, eid)["allocations"]["web"]["priv_addr"]
+            == (manifest["allocations"]["web"]["priv_addr"])
+        )
+    finally:
+        cli.run("deployment", "shutdown", eid)
+
+
+def test_a_moved_allocation_keeps_its_address_and_name(net: devnet.Devnet, tmp_path: Path) -> None:
+    cli = Cli(net)
+    ensemble = tmp_path / "subnet.yaml"
+    ensemble.write_text(ENSEMBLE)
+    eid = _deploy(cli, ensemble)
+    lost = -1
+    try:
+        manifest = _manifest(cli, eid)
+        lost = _provider(net, manifest, "front")
+        address = manifest["allocations"]["web"]["priv_addr"]
+        assert _fetch_from_client(net, eid) == "hello over the subnet\n"
+        devnet.kill(net, lost)
+        lost_peer = net.nodes[lost].peer_id
+        _wait_status(
+            cli,
+            eid,
+            lambda s: (
+                s["Allocations"]["web"]["peer"] not in ("", lost_peer)
+                and s["Allocations"]["web"]["status"] == "running"
+            ),
+            "moved",
+        )
+        moved = _manifest(cli, eid)
+        assert _provider(net, moved, "front") not in (lost, _provider(net, moved, "back"))
+        assert moved["allocations"]["web"]["priv_addr"] == address
+        assert _fetch_from_client(net, eid) == "hello over the subnet\n"
+    finally:
+        cli.run("deployment", "shutdown", eid)
+        if lost > 0:
+            devnet.start(net, only=[lost])

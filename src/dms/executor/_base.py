@@ -161,6 +161,12 @@ class Executor(ABC):
         """Run ``command`` inside the running execution."""
         raise Unsupported(f"the {self.name} executor cannot run commands inside an execution")
 
+    async def network_namespace(self, execution_id: str) -> str | None:
+        """The network namespace of a running execution (``/proc/<pid>/ns/net``), so a
+        restarted DMS can give a re-adopted execution its subnet interface again; None when
+        the back-end has none of its own or the execution does not run."""
+        return None
+
     async def pause(self, execution_id: str) -> None:
         raise Unsupported(f"the {self.name} executor cannot pause an execution")
 

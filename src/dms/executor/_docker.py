@@ -214,6 +214,19 @@ class DockerExecutor(Executor):
         elif entry.result is None:
             entry.status = ExecutionStatus.RUNNING
 
+    async def network_namespace(self, execution_id: str) -> str | None:
+        try:
+            entry = self._running(execution_id)
+        except (ExecutorError, ExecutionNotFound):
+            return None
+        api = self._engine.api
+        container_id = entry.handle.id
+        state = await self._engine.call(
+            "inspect container", lambda: api.inspect_container(container_id)["State"]
+        )
+        pid = int(state.get("Pid") or 0)
+        return f"/proc/{pid}/ns/net" if state.get("Running") and pid > 0 else None
+
     async def _attach_network(self, container_id: str, network: NetworkAttachment) -> None:
         """Put the subnet interface into the started container's network namespace.
 

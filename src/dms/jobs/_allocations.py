@@ -82,6 +82,10 @@ class AllocationHooks(Protocol):
     async def stopped(self, allocation: Allocation) -> None:
         """The allocation was stopped and its execution removed."""
 
+    async def readopted(self, allocation: Allocation, executor: Executor | None) -> None:
+        """After a restart of the DMS: the allocation was re-adopted (its execution, if it
+        still runs, is in ``executor``)."""
+
 
 class AllocationManager:
     """Creates, runs, finds and stops this node's allocations; owns the open executors."""
@@ -211,6 +215,8 @@ class AllocationManager:
                 problem = problems.get(config.executor, f"the {config.executor} executor is closed")
                 why = f"{LOST_WHILE_DOWN} ({problem})"
         await allocation.readopt(record, executor, why)
+        if self.hooks is not None:
+            await self.hooks.readopted(allocation, executor)
 
     @staticmethod
     def claims(info: ExecutionInfo, live: set[str]) -> bool:

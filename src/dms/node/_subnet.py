@@ -33,6 +33,7 @@ import trio
 from dms.actor import Envelope, Handle
 from dms.did import did_from_id
 from dms.errors import DMSError
+from dms.executor import Executor
 from dms.jobs import Allocation, OkResponse
 from dms.node._reply import send_reply
 from dms.subnet import (
@@ -140,10 +141,21 @@ class SubnetBehaviors:
         async with trio.open_nursery() as nursery:
             if self.manager is not None:
                 await nursery.start(self.manager.run)
+                nursery.start_soon(self._prune_after_recovery)
             while True:
                 await trio.sleep(GRANT_NS / 2e9)
                 for ensemble_id in list(self._orchestrators):
                     self._grant(ensemble_id)
+
+    async def _prune_after_recovery(self) -> None:
+        """Once the node re-adopted what it ran, forget subnets none of it reopened."""
+        allocations = self.node.allocations
+        if allocations is None or self.manager is None:
+            return
+        await allocations.recovered.wait()
+        gone = self.manager.prune_saved()
+        if gone:
+            log.info("forgot %d subnets no re-adopted allocation is in", len(gone))
 
     # -- node behaviours -----------------------------------------------------------------------
 
@@ -236,6 +248,21 @@ class SubnetBehaviors:
                 await self.manager.release(allocation.subnet_id, ip)
         finally:
             self.release(allocation.ensemble_id)
+
+    async def readopted(self, allocation: Allocation, executor: Executor | None) -> None:
+        """After a restart: give a re-adopted allocation its subnet address back."""
+        if self.manager is None:
+            return
+        netns = None
+        if executor is not None and allocation.status == "running":
+            netns = await executor.network_namespace(allocation.id)
+        try:
+            found = await self.manager.readopt(allocation.id, netns)
+        except (DMSError, OSError) as exc:
+            log.warning("allocation %s lost its subnet address: %s", allocation.id, exc)
+            return
+        if found is not None:
+            allocation.subnet_id, allocation.gateway_ip, allocation.network = found
 
     def _for_allocation(
         self, allocation: Allocation, handler: _AllocHandler

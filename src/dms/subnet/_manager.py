@@ -26,19 +26,30 @@ two subnets on one provider may even use the same /24.
 Everything a subnet made goes with it: :meth:`destroy`, the end of :meth:`run` (DMS shutdown)
 and, for what a killed DMS left, the TUN devices themselves (they vanish with the process's
 file descriptors).
+
+A restarted provider carries on: each subnet's state (network, routing table, DNS records,
+which allocation holds which address) is kept in ``<state_dir>/<subnet>.json``, rewritten on
+every change; when the node re-adopts a running allocation, :meth:`SubnetManager.readopt`
+opens its subnet again from that file and gives the allocation's execution a new interface
+with its old address. States no re-adopted allocation claims are removed
+(:meth:`SubnetManager.prune_saved`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
 
+from dms._files import atomic_write
 from dms.errors import DMSError, NotFound
 from dms.executor import NetworkAttachment
 from dms.subnet._capability import subnet_capability
@@ -93,10 +104,13 @@ class SubnetManager:
         *,
         local_peer: str,
         dns_upstream: list[str] | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.transport = transport
         self.local_peer = local_peer
         self._dns_upstream = dns_upstream
+        self._state_dir = state_dir
+        self._saved: dict[str, dict[str, object]] | None = None  # read on first need
         self._subnets: dict[str, _Subnet] = {}
         self._lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -152,9 +166,10 @@ class SubnetManager:
             existing = self._subnets.get(request.subnet_id)
             if existing is not None:
                 existing.router.add_routes(request.routing_table)
+                self._save(existing)
                 return
             cidr = self._cidr_of(request)
-            await self._open(request.subnet_id, cidr, request.routing_table)
+            self._save(await self._open(request.subnet_id, cidr, request.routing_table))
 
     def _cidr_of(self, request: SubnetCreate) -> ipaddress.IPv4Network:
         if not request.cidr:
@@ -229,6 +244,7 @@ class SubnetManager:
             {**request.routing_table, request.ip: request.peer_id or self.local_peer}
         )
         subnet.dns.add_records(request.records)
+        self._save(subnet)
 
     async def destroy(self, subnet_id: str) -> bool:
         """Leave the subnet: its devices, routes, resolver and port mappings go. False if this
@@ -238,6 +254,7 @@ class SubnetManager:
 
     async def _teardown(self, subnet_id: str) -> bool:
         subnet = self._subnets.get(subnet_id)
+        self._forget_saved(subnet_id)
         if subnet is None:
             return False
         try:
@@ -258,9 +275,11 @@ class SubnetManager:
         if subnet.local.get(ip, owner) != owner:
             raise DMSError(f"address {ip} is already used here by {subnet.local[ip]}")
         subnet.local[ip] = owner
+        self._save(subnet)
 
         async def attach(netns: str) -> None:
             live = self.get(subnet_id)  # the subnet may have gone since
+            await live.router.detach(ip)  # a restarted execution's old device, if any
             await live.router.attach(ip, netns=netns, name=name)
 
         return NetworkAttachment(
@@ -274,6 +293,7 @@ class SubnetManager:
         if subnet is None:
             return
         subnet.local.pop(ip, None)
+        self._save(subnet)
         await subnet.ports.unmap_destination(ip)
         try:
             await subnet.router.detach(ip)
@@ -285,16 +305,24 @@ class SubnetManager:
     # -- routes, records, ports ---------------------------------------------------------------
 
     def accept_peers(self, subnet_id: str, routes: Mapping[str, str]) -> None:
-        self.get(subnet_id).router.add_routes(routes)
+        subnet = self.get(subnet_id)
+        subnet.router.add_routes(routes)
+        self._save(subnet)
 
     def remove_peers(self, subnet_id: str, routes: Mapping[str, str]) -> None:
-        self.get(subnet_id).router.remove_routes(routes.keys())
+        subnet = self.get(subnet_id)
+        subnet.router.remove_routes(routes.keys())
+        self._save(subnet)
 
     def add_records(self, subnet_id: str, records: Mapping[str, str]) -> None:
-        self.get(subnet_id).dns.add_records(records)
+        subnet = self.get(subnet_id)
+        subnet.dns.add_records(records)
+        self._save(subnet)
 
     def remove_records(self, subnet_id: str, names: list[str]) -> None:
-        self.get(subnet_id).dns.remove_records(names)
+        subnet = self.get(subnet_id)
+        subnet.dns.remove_records(names)
+        self._save(subnet)
 
     async def map_port(self, request: SubnetPortMap) -> int:
         """Forward ``source_port`` of this host to an allocation's ``dest_ip:dest_port``.
@@ -322,3 +350,91 @@ class SubnetManager:
     async def unmap_port(self, request: SubnetPortMap) -> None:
         subnet = self.get(request.subnet_id)
         await subnet.ports.unmap(request.protocol, request.source_ip, request.source_port)
+
+    # -- surviving a restart ---------------------------------------------------------------------
+
+    def _path(self, subnet_id: str) -> Path | None:
+        if self._state_dir is None:
+            return None
+        safe = hashlib.sha256(subnet_id.encode()).hexdigest()[:32]
+        return self._state_dir / f"{safe}.json"
+
+    def _save(self, subnet: _Subnet) -> None:
+        """Write ``subnet``'s state (what a restarted provider needs to carry it on)."""
+        path = self._path(subnet.id)
+        if path is None:
+            return
+        state = {
+            "id": subnet.id,
+            "cidr": str(subnet.cidr),
+            "routes": subnet.router.routes,
+            "records": subnet.dns.records,
+            "local": {ip: owner for ip, owner in subnet.local.items() if owner != "join"},
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(state, sort_keys=True).encode())
+        except OSError as exc:
+            log.warning("subnet %s: state not saved: %s", subnet.id[:16], exc)
+
+    def _forget_saved(self, subnet_id: str) -> None:
+        path = self._path(subnet_id)
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if self._saved is not None:
+            self._saved.pop(subnet_id, None)
+
+    def _load_saved(self) -> dict[str, dict[str, object]]:
+        """The states a previous run left (read once; unreadable files are skipped)."""
+        if self._saved is None:
+            self._saved = {}
+            if self._state_dir is not None and self._state_dir.is_dir():
+                for path in sorted(self._state_dir.glob("*.json")):
+                    try:
+                        state = json.loads(path.read_text())
+                        self._saved[str(state["id"])] = state
+                    except (OSError, ValueError, KeyError, TypeError) as exc:
+                        log.warning("subnet state %s unreadable, dropped: %s", path.name, exc)
+                        with contextlib.suppress(OSError):
+                            path.unlink()
+        return self._saved
+
+    async def readopt(
+        self, owner: str, netns: str | None
+    ) -> tuple[str, str, NetworkAttachment] | None:
+        """``owner`` (an allocation re-adopted after a restart) had an address on a subnet:
+        open that subnet again from its saved state and, if its execution runs (``netns``),
+        give it its interface back. Returns ``(subnet ID, gateway, attachment)``, or None when
+        it had no address."""
+        for subnet_id, state in list(self._load_saved().items()):
+            local = state.get("local")
+            if not isinstance(local, dict):
+                continue
+            ip = next((ip for ip, held in local.items() if held == owner), None)
+            if ip is None:
+                continue
+            async with self._lock:
+                subnet = self._subnets.get(subnet_id)
+                if subnet is None:
+                    routes = state.get("routes")
+                    subnet = await self._open(
+                        subnet_id,
+                        ipaddress.IPv4Network(str(state["cidr"])),
+                        routes if isinstance(routes, dict) else {},
+                    )
+                    records = state.get("records")
+                    subnet.dns.add_records(records if isinstance(records, dict) else {})
+            attachment = self.attachment(subnet_id, ip, owner)
+            if netns is not None:
+                await attachment.attach(netns)
+                log.info("subnet %s: %s has %s again", subnet_id[:16], owner, ip)
+            return subnet_id, subnet.gateway, attachment
+        return None
+
+    def prune_saved(self) -> list[str]:
+        """Remove saved states of subnets no re-adopted allocation reopened; their IDs."""
+        gone = [sid for sid in self._load_saved() if sid not in self._subnets]
+        for subnet_id in gone:
+            self._forget_saved(subnet_id)
+        return gone
