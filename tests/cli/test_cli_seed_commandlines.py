@@ -10,9 +10,8 @@ What the collector does with what the documents contain, and what it skips (and 
 
 * ``nunet`` followed by a word that is none of Go's top-level commands is prose ("the nunet
   daemon", "nunet authorized users"): skipped.
-* Go commands this DMS does not have (``tap``, ``translate``) and behaviours it does not
-  implement (``/dms/node/vm/*``: Firecracker VMs): skipped, listed in :data:`NOT_OURS`, and
-  each must still occur in the documents so the list cannot hide anything.
+* Go commands this DMS does not have (``translate``): skipped, listed in :data:`NOT_OURS`,
+  and each must still occur in the documents so the list cannot hide anything.
 * A command quoted in a sentence (``from 'nunet gpu list' command``) ends at its closing quote.
 * Usage synopses: ``[flags]``, ``[<param> ...]``, ``COMMAND`` and ``...`` are markers, dropped;
   ``[--timeout|--expiry]`` (alternative flags without their values) is a synopsis, dropped.
@@ -49,9 +48,7 @@ GO_COMMANDS = frozenset(
 )  # fmt: skip
 #: Pieces of the documents that name something this DMS does not have, and why.
 NOT_OURS = {
-    "nunet tap": "Go's TAP interface command for Firecracker VMs: no VM executor here",
     "nunet translate": "docker-compose translation: not implemented",
-    "/dms/node/vm/": "Firecracker VM behaviours: no VM executor here",
 }
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 #: Values for placeholders (``<name>``, lower-cased) and capitalised sample values.

@@ -34,8 +34,10 @@ async def test_public_status_reports_machine_resources(
     reply = await a.actor.invoke(root_handle(b.peer_id), "/public/status", timeout=10)
     assert reply.message.startswith(b'{"Status":"OK","Resources":{"cpu":{"clock_speed":')
     payload = reply.decode_payload()
-    assert list(payload) == ["Status", "Resources", "Location", "Executors"]
+    assert list(payload) == ["Status", "Resources", "Location", "Executors", "Subnets"]
     assert payload["Location"] == {}  # no general.host_* set
+    # These nodes run no subnet manager, and say so (a daemon gives its node one).
+    assert payload["Subnets"] == {"available": False, "reason": "this node runs no subnets"}
     resources = payload["Resources"]
     assert [k for k in resources if k != "gpus"] == ["cpu", "ram", "disk"]
     assert resources["cpu"]["cores"] >= 1

@@ -253,6 +253,45 @@ def onboard_payload(values: dict[str, Any]) -> Any:
     return payload
 
 
+def _number(values: dict[str, Any], name: str, default: float) -> float:
+    text = values.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        from dms.errors import InvalidInput
+
+        raise InvalidInput(f"--{name} must be a number, not {text!r}") from None
+
+
+def vm_start_payload(values: dict[str, Any]) -> Any:
+    """Go's ``CustomVMStartRequest`` from Go's flags (``--kernel``, ``--rootfs``, ``--initrd``,
+    ``--args``, ``--cpu``, ``--memory`` in MiB) and ours (``--command``, ``--*-sha256`` pins for
+    URL images); built by :func:`dms.node._vm.custom_vm_start_payload`."""
+    from dms.node._vm import custom_vm_start_payload  # the node is heavy to load
+
+    memory = _number(values, "memory", 1024)
+    if memory != int(memory):
+        from dms.errors import InvalidInput
+
+        raise InvalidInput("--memory is a whole number of MiB")
+    return custom_vm_start_payload(
+        kernel=values.get("kernel") or "",
+        rootfs=values.get("rootfs") or "",
+        initrd=values.get("initrd") or "",
+        kernel_args=values.get("args") or "",
+        cpu=_number(values, "cpu", 1.0),
+        memory_mib=int(memory),
+        command=values.get("command") or "",
+        pins={
+            "kernel_image": values.get("kernel_sha256") or "",
+            "root_file_system": values.get("rootfs_sha256") or "",
+            "initrd_path": values.get("initrd_sha256") or "",
+        },
+    )
+
+
 CATALOG: tuple[BehaviorCommand, ...] = (
     BehaviorCommand("/public/hello", "Say hello to an actor; it answers with its DID."),
     BehaviorCommand("/public/status", "Status and machine resources of an actor's node."),
@@ -292,6 +331,30 @@ CATALOG: tuple[BehaviorCommand, ...] = (
     BehaviorCommand("/dms/node/resources/allocated", "Resources allocated to running work."),
     BehaviorCommand("/dms/node/hardware/spec", "The node's machine resources."),
     BehaviorCommand("/dms/node/hardware/usage", "What the node's machine uses right now."),
+    BehaviorCommand("/dms/node/vm/list", "VMs started on the node with /dms/node/vm/start/custom."),
+    BehaviorCommand(
+        "/dms/node/vm/start/custom",
+        "Start a VM on the node's vm executor (its default guest unless --kernel/--initrd).",
+        flags=(
+            Flag("kernel", "k", "kernel_image", "Kernel image: http(s) URL or node path.", False),
+            Flag("rootfs", "r", "root_file_system", "Root file system image.", False),
+            Flag("initrd", "i", "initrd_path", "Initial RAM disk.", False),
+            Flag("args", "a", "kernel_args", "Arguments to pass to the kernel.", False),
+            Flag("cpu", "z", "cpu", "CPU cores to allocate (default 1).", False),
+            Flag("memory", "m", "memory", "Memory to allocate, MiB (default 1024).", False),
+            Flag("command", "", "command", "Command the default guest runs.", False),
+            Flag("kernel-sha256", "", "kernel_image_sha256", "SHA-256 of a URL kernel.", False),
+            Flag("rootfs-sha256", "", "root_file_system_sha256", "SHA-256 of a URL rootfs.", False),
+            Flag("initrd-sha256", "", "initrd_path_sha256", "SHA-256 of a URL initrd.", False),
+        ),
+        payload=vm_start_payload,
+    ),
+    BehaviorCommand(
+        "/dms/node/vm/stop",
+        "Stop a VM started with /dms/node/vm/start/custom and remove its files.",
+        flags=(Flag("id", "i", "ExecutionID", "Execution ID of the VM."),),
+        payload=lambda values: {"ExecutionID": values["id"], "ExecutionType": "firecracker"},
+    ),
 )
 
 

@@ -65,6 +65,12 @@ COMMANDS: tuple[LazyCommand, ...] = (
     ),
     LazyCommand("gpu", "dms.cli._gpu", "app", "GPUs of this machine: list them, test them."),
     LazyCommand(
+        "tap",
+        "dms.cli._tap",
+        "tap",
+        "Create a TAP interface for VMs, with forwarding and NAT to the host's network.",
+    ),
+    LazyCommand(
         "deploy",
         "dms.cli._deploy",
         "deploy",

@@ -58,8 +58,9 @@ else:
 
 log = logging.getLogger(__name__)
 
-#: Executors whose work outlives the DMS: opened at start to reclaim what a previous run left.
-PERSISTENT_EXECUTORS = ("docker",)
+#: Executors whose work outlives the DMS (containers, QEMU processes): opened at start to
+#: reclaim what a previous run left and re-adopt what records still name.
+PERSISTENT_EXECUTORS = ("docker", "vm", "firecracker")
 
 
 def record_config(

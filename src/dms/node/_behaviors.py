@@ -14,6 +14,7 @@ from dms.node._edge import install_edge
 from dms.node._onboarding import install_onboarding
 from dms.node._peers import install_peers
 from dms.node._public import install_public
+from dms.node._vm import install_vm
 
 if TYPE_CHECKING:
     from dms.node._node import Node
@@ -27,3 +28,4 @@ def install_behaviors(node: Node) -> None:
     install_deployment(node)
     install_deployment_control(node, node.deployments)
     install_edge(node)
+    install_vm(node)
