@@ -86,6 +86,9 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devnet.Devnet]:
         yield network
     finally:
         devnet.stop(network)
+        # A provider killed for good leaves its container (its DMS never learns it moved).
+        for cid in _all_containers(network):
+            subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
 
 
 def _subnet_links() -> list[str]:
