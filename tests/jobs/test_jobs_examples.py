@@ -135,6 +135,17 @@ def test_from_json_is_lenient_about_key_case_and_strict_about_meaning() -> None:
         Ensemble.from_json(b"{not json")
 
 
+def test_from_json_keeps_names_as_written_where_go_keeps_map_keys() -> None:
+    """Go folds struct field names, not map keys: ``Web`` on node ``Front`` stays so."""
+    text = DOCKER_HELLO.replace("alloc1", "Web").replace("node1", "Front")
+    ensemble = load_ensemble(text + "metadata: {Owner: Ann}\nkeys: {SSH: abc}\n")
+    decoded = Ensemble.from_json(ensemble.to_json())
+    assert list(decoded.allocations) == ["Web"] and list(decoded.nodes) == ["Front"]
+    assert decoded.nodes["Front"].allocations == ("Web",)
+    assert dict(decoded.metadata) == {"Owner": "Ann"} and dict(decoded.keys) == {"SSH": "abc"}
+    assert decoded == ensemble
+
+
 def test_the_repository_examples_are_valid() -> None:
     paths = sorted((REPO / "examples").glob("*.yaml"))
     assert paths

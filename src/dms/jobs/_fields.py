@@ -55,6 +55,19 @@ class Reader:
             return {str(k): v for k, v in value.items()}
         return gojson.folded(value, path)  # look fields up by gojson.fold(name)
 
+    def entries(self, value: Any, path: str) -> dict[str, Any]:
+        """A mapping whose keys are data (allocation and node names, metadata...): kept exactly.
+
+        Go folds the *field names* of a struct when it decodes JSON, never the keys of a map: an
+        allocation named ``Web`` stays ``Web``.
+        """
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.add(path, f"expected a mapping, got {_kind(value)}")
+            return {}
+        return {str(k): v for k, v in value.items()}
+
     def only(self, obj: Mapping[str, Any], path: str, allowed: Iterable[str]) -> None:
         """Refuse keys not in ``allowed``: a typo must not silently drop a constraint."""
         if self.fold:

@@ -281,20 +281,20 @@ def decode_ensemble(data: Any, r: Reader) -> Ensemble:
     return Ensemble(
         allocations={
             k: _decode_allocation(r, k, v)
-            for k, v in r.mapping(v1.get("allocations"), "allocations").items()
+            for k, v in r.entries(v1.get("allocations"), "allocations").items()
         },
-        nodes={k: _decode_node(r, k, v) for k, v in r.mapping(v1.get("nodes"), "nodes").items()},
+        nodes={k: _decode_node(r, k, v) for k, v in r.entries(v1.get("nodes"), "nodes").items()},
         edges=tuple(edges),
         supervisor=supervisor if supervisor != SupervisorConfig() else None,
-        keys={k: r.string(v, f"keys.{k}") for k, v in r.mapping(v1.get("keys"), "keys").items()},
+        keys={k: r.string(v, f"keys.{k}") for k, v in r.entries(v1.get("keys"), "keys").items()},
         scripts=decode_scripts(r, v1.get("scripts"), "scripts"),
         subnet_join=r.boolean(subnet.get("join"), "subnet.join"),
         exclude_peers=r.strings(v1.get("exclude_peers"), "exclude_peers"),
         metadata={
             k: r.string(v, f"metadata.{k}")
-            for k, v in r.mapping(v1.get("metadata"), "metadata").items()
+            for k, v in r.entries(v1.get("metadata"), "metadata").items()
         },
-        contracts=r.mapping(v1.get("contracts"), "contracts"),
+        contracts=r.entries(v1.get("contracts"), "contracts"),
         escalation_strategy=r.string(v1.get("escalation_strategy"), "escalation_strategy"),
     )
 

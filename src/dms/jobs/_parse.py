@@ -450,7 +450,7 @@ def parse_document(doc: Document, r: Reader) -> Ensemble:
 def decode_scripts(r: Reader, value: Any, path: str) -> dict[str, bytes]:
     """``scripts`` as Go marshals ``map[string][]byte``: base64 strings."""
     out: dict[str, bytes] = {}
-    for k, v in r.mapping(value, path).items():
+    for k, v in r.entries(value, path).items():
         if not isinstance(v, str):
             r.add(child_path(path, k), "expected base64 text")
             continue
