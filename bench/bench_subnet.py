@@ -12,7 +12,13 @@ over the subnet with segmentation offload (the default), over the subnet without
 (MTU-sized packets only), and over a plain veth pair between two other namespaces (MTU 1420
 too) as the baseline. Targets (issue 14): >= 200 Mbit/s and <= 1 ms added round trip.
 
-    .venv/bin/python bench/bench_subnet.py [--seconds 5] [--rounds 300] [--profile DIR]
+    .venv/bin/python bench/bench_subnet.py [--seconds 5] [--rounds 300] [--profile DIR] [--vm]
+
+``--vm`` adds a micro-VM on the subnet (QEMU, KVM or TCG as the probe says; frames over
+``-netdev dgram`` to the router): TCP from an allocation's namespace to the VM and back
+(busybox ``wget`` of a file from ``httpd`` on the other side), and ``ping`` round trips from
+the VM, against the same ``wget`` over the guest's own loopback (the ceiling the emulated CPU
+allows) in the same boot. One router in this process, one boot.
 
 Needs root (namespaces, TUN). Everything it makes (namespaces, helper processes) is removed
 on exit, Ctrl-C included. ``--profile DIR`` runs py-spy on each provider during the offload
@@ -259,11 +265,119 @@ def measure(
     return result
 
 
+# -- a VM on the subnet (--vm) ----------------------------------------------------------------
+VM_FILE_MIB = 24
+#: In the guest: the loopback ceiling, namespace -> VM, ping; then it serves the file on eth0
+#: until cancelled (VM -> namespace is the namespace fetching it: busybox httpd's sendfile,
+#: not a pipe into nc, whose small copies under TCG measure the emulated CPU, not the path).
+VM_SCRIPT = """
+up() {{ cut -d' ' -f1 /proc/uptime; }}
+mkdir -p /www && dd if=/dev/zero of=/www/f bs=1M count={mib} 2>/dev/null
+httpd -p 127.0.0.1:8080 -h /www
+a=$(up); wget -q -O /dev/null http://127.0.0.1:8080/f; b=$(up); echo "LOOP $a $b"
+a=$(up); wget -q -O /dev/null http://peer.internal:8080/f; b=$(up); echo "IN $a $b"
+ping -c {pings} -i 0.2 {ip} | tail -1
+exec httpd -f -p {vm}:8080 -h /www
+"""
+
+
+def vm_variant(args: argparse.Namespace) -> dict[str, float]:
+    """Figures of a VM on the subnet (see the module docstring)."""
+    import ipaddress
+    import tempfile
+
+    import trio
+
+    from dms.executor import ExecutionRequest, ExecutorSettings, SpecConfig
+    from dms.executor._vm import VmExecutor
+    from dms.network import MemoryFabric, MemoryNetwork
+    from dms.resources import RAM, Resources
+    from dms.subnet import Libp2pStreamTransport, SubnetCreate, SubnetManager
+
+    cidr = ipaddress.IPv4Network(CIDR)
+    gateway, ip_peer, ip_vm = (str(cidr.network_address + n) for n in (1, 2, 3))
+    mib = VM_FILE_MIB
+    script = VM_SCRIPT.format(mib=mib, ip=ip_peer, vm=ip_vm, pings=min(args.rounds, 50))
+    out: dict[str, float] = {}
+
+    async def fetch(ns: str) -> float | None:
+        """Seconds the namespace takes to fetch the VM's file (None: not served yet)."""
+        start = time.perf_counter()
+        done = await trio.run_process(
+            ["ip", "netns", "exec", ns, "busybox", "wget", "-q", "-O", "/dev/null",
+             f"http://{ip_vm}:8080/f"],
+            check=False, capture_stderr=True,
+        )  # fmt: skip
+        return time.perf_counter() - start if done.returncode == 0 else None
+
+    async def run(ns: str, www: Path, work: Path) -> str:
+        net = MemoryNetwork(MemoryFabric(), "bench")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            manager = SubnetManager(Libp2pStreamTransport(net), local_peer=net.host_id)
+            await nursery.start(manager.run)
+            await manager.create(SubnetCreate(SUBNET, {ip_peer: net.host_id}, cidr=CIDR))
+            manager.add_records(SUBNET, {"peer": ip_peer})
+            await manager.attachment(SUBNET, ip_peer, "peer").attach(ns_path(ns))
+            httpd = subprocess.Popen(
+                ["ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", "8080", "-h", str(www)]
+            )
+            try:
+                executor = VmExecutor(ExecutorSettings("bench-vm", work))
+                async with executor.open():
+                    request = ExecutionRequest(
+                        "bench",
+                        "vm",
+                        SpecConfig("vm", {"command": script, "timeout": 300}),
+                        resources=Resources(ram=RAM(size=256 << 20)),
+                        gateway_ip=gateway,
+                        network=manager.attachment(SUBNET, ip_vm, "vm"),
+                    )
+                    await executor.start(request)
+                    out["accel_kvm"] = float(executor.accel == "kvm")
+                    with trio.fail_after(240):
+                        while await fetch(ns) is None:  # the first fetch also warms up
+                            await trio.sleep(0.5)
+                    seconds = await fetch(ns)
+                    out["out"] = mib * 8 * 1.048576 / (seconds or float("inf"))
+                    await executor.cancel("vm")
+                    result = await executor.wait("vm")
+                    await executor.cleanup()
+                stats = manager.get(SUBNET).router.stats
+                print(
+                    f"  vm router: arp={stats.arp_replies} segmented={stats.segmented_packets} "
+                    f"dropped={stats.dropped} local={stats.local_packets}"
+                )
+            finally:
+                httpd.kill()
+                httpd.wait()
+                await manager.destroy(SUBNET)
+                nursery.cancel_scope.cancel()
+        return result.stdout
+
+    with namespaces(1, "bm") as (ns,), tempfile.TemporaryDirectory() as tmp:
+        www = Path(tmp) / "www"
+        www.mkdir()
+        (www / "f").write_bytes(bytes(mib << 20))
+        text = trio.run(run, ns, www, Path(tmp) / "work")
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] in ("LOOP", "IN"):
+            seconds = float(fields[2]) - float(fields[1])
+            out[fields[0].lower()] = mib * 8 * 1.048576 / max(seconds, 0.01)
+        elif line.startswith("round-trip"):
+            rtt_min, rtt_avg, rtt_max = line.split("=")[1].split()[0].split("/")
+            out.update(rtt_min=float(rtt_min), rtt_avg=float(rtt_avg), rtt_max=float(rtt_max))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--profile", help="directory for py-spy flame graphs")
+    parser.add_argument("--vm", action="store_true", help="also a micro-VM on the subnet")
+    parser.add_argument("--vm-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--provider", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.provider:
@@ -279,6 +393,16 @@ def main() -> None:
         f"loadavg {loadavg()}, {os.cpu_count()} cores; "
         f"TCP {args.seconds:g} s, UDP {args.rounds} rounds"
     )
+    if args.vm or args.vm_only:
+        vm = vm_variant(args)
+        print(
+            f"VM on the subnet ({'kvm' if vm.get('accel_kvm') else 'tcg'}): "
+            f"namespace -> VM {vm['in']:,.0f} Mbit/s (guest loopback {vm['loop']:,.0f}, "
+            f"ratio {vm['in'] / vm['loop']:.2f}), VM -> namespace {vm['out']:,.0f} Mbit/s, "
+            f"ping min/avg/max {vm['rtt_min']:.3f}/{vm['rtt_avg']:.3f}/{vm['rtt_max']:.3f} ms"
+        )
+        if args.vm_only:
+            return
     results: dict[str, dict[str, float]] = {}
     with namespaces(2, "bv") as (va, vb):
         setup_veth(va, vb)

@@ -9,7 +9,8 @@
 #   - the kernel is the real versioned package that linux-image-cloud-amd64 depends on, fetched
 #     with `apt-get download` and unpacked with `dpkg-deb -x` (never installed);
 #   - the initramfs (newc cpio, gzip) holds the static busybox, the virtio modules the cloud kernel
-#     builds as modules (virtio, virtio_ring, virtio_mmio, virtio_console, virtio_blk) and /init.
+#     builds as modules (virtio, virtio_ring, virtio_mmio, virtio_console, virtio_blk; and, loaded
+#     only when the VM is on a subnet, failover, net_failover, virtio_net) and /init.
 #
 # /init, in the guest: mounts proc, sys and dev, loads the modules, turns on memory overcommit (a
 # workload touching more than the VM's RAM is OOM-killed, as at a container's limit), and runs the workload with
@@ -20,17 +21,23 @@
 # Go-style `root_file_system`) that has /sbin/init is booted with switch_root. The workload's exit
 # status is written as one line `exit=<code> oom=<oom kills>` to the virtio-serial port named
 # org.nunet.exit (the host never reads the console to learn it); then the guest powers off.
+# A VM on its ensemble's subnet also gets /nunet/net in that archive (NUNET_NET_ADDRESS=ip/prefix,
+# NUNET_NET_GATEWAY, NUNET_NET_MTU): /init then loads the network modules, brings lo and eth0 up
+# with that address (the prefix route covers the subnet; there is no default route: the subnet is
+# all a VM reaches) and writes /etc/resolv.conf (the gateway's resolver, search `internal`), before
+# the workload runs. A VM without it boots exactly as before (no network modules loaded).
 #
 # The files are rebuilt when GUEST_FORMAT below changes or a file is missing; a cached guest costs
 # no apt call at all. Output (last two lines of stdout): the kernel path, then the initramfs path.
 set -euo pipefail
 
-GUEST_FORMAT=2
+GUEST_FORMAT=3
 DIR="${1:-${NUNET_VM_GUEST_DIR:-$HOME/.cache/nunet/vm-guest}}"
 KERNEL="$DIR/vmlinuz"
 INITRD="$DIR/initramfs.cpio.gz"
 STAMP="$DIR/guest.stamp"
 MODULES=(virtio_ring virtio virtio_mmio virtio_console virtio_blk)
+NET_MODULES=(failover net_failover virtio_net)  # loaded by /init only for a VM on a subnet
 
 say() { echo "vm-guest.sh: $*" >&2; }
 die() { echo "vm-guest.sh: error: $*" >&2; exit 1; }
@@ -90,7 +97,8 @@ cp "$busybox" "$root/bin/busybox"
 for applet in $("$root/bin/busybox" --list); do
     [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done
-for m in "${MODULES[@]}"; do
+add_module() {  # add_module NAME LIST: copy NAME.ko and append it to /etc/LIST (load order)
+    local m=$1 list=$2 ko dep
     ko=$(find "$moddir" -name "$m.ko" -print -quit)
     [ -n "$ko" ] || die "module $m.ko not found in $package"
     # Loaded in this order, so each module's dependencies must come before it.
@@ -98,8 +106,10 @@ for m in "${MODULES[@]}"; do
         [ -f "$root/lib/modules/$dep.ko" ] || die "module $m needs $dep, which is not loaded before it"
     done
     cp "$ko" "$root/lib/modules/$m.ko"
-    echo "$m" >>"$root/etc/modules"
-done
+    echo "$m" >>"$root/etc/$list"
+}
+for m in "${MODULES[@]}"; do add_module "$m" modules; done
+for m in "${NET_MODULES[@]}"; do add_module "$m" modules.net; done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
 echo 'root:x:0:' >"$root/etc/group"
 
@@ -130,9 +140,28 @@ while ! find_port && [ $i -lt 100 ]; do usleep 20000; i=$((i + 1)); done
 if [ -b /dev/vda ]; then
     mount /dev/vda /mnt/rootfs 2>/dev/null || mount -o ro /dev/vda /mnt/rootfs 2>/dev/null
 fi
+if [ -f /nunet/net ]; then
+    # On the ensemble's subnet: eth0 (virtio-net, frames carried by the DMS) gets its address.
+    . /nunet/net
+    for m in $(cat /etc/modules.net); do insmod "/lib/modules/$m.ko" 2>/dev/null; done
+    echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6 2>/dev/null
+    i=0
+    while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 250 ]; do usleep 20000; i=$((i + 1)); done
+    ip link set lo up
+    ip link set eth0 mtu "${NUNET_NET_MTU:-1420}" 2>/dev/null
+    if ip addr add "$NUNET_NET_ADDRESS" dev eth0 && ip link set eth0 up; then
+        printf 'nameserver %s\nsearch internal\n' "$NUNET_NET_GATEWAY" >/etc/resolv.conf
+        echo '127.0.0.1 localhost' >/etc/hosts
+    else
+        net_failed=1
+    fi
+fi
 [ -f /nunet/env ] && . /nunet/env
 
-if [ -f /nunet/run ]; then
+if [ -n "${net_failed:-}" ]; then  # as a container whose subnet interface never came
+    echo "nunet-init: eth0 could not be configured with $NUNET_NET_ADDRESS" >&2
+    code=125
+elif [ -f /nunet/run ]; then
     sh /nunet/run </dev/null
     code=$?
 elif [ $# -gt 0 ]; then

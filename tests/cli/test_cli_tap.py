@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from dms.errors import InvalidInput
-from dms.executor._vm_tap import COMMENT, has_net_admin, parse_plan
+from dms.subnet._tap import COMMENT, has_net_admin, parse_plan
 
 NUNET = str(Path(sys.executable).parent / "nunet")
 

@@ -268,8 +268,8 @@ def _number(values: dict[str, Any], name: str, default: float) -> float:
 def vm_start_payload(values: dict[str, Any]) -> Any:
     """Go's ``CustomVMStartRequest`` from Go's flags (``--kernel``, ``--rootfs``, ``--initrd``,
     ``--args``, ``--cpu``, ``--memory`` in MiB) and ours (``--command``, ``--*-sha256`` pins for
-    URL images); built by :func:`dms.node._vm.custom_vm_start_payload`."""
-    from dms.node._vm import custom_vm_start_payload  # the node is heavy to load
+    URL images); built by :func:`dms.node.custom_vm_start_payload`."""
+    from dms.node import custom_vm_start_payload  # the node is heavy to load
 
     memory = _number(values, "memory", 1024)
     if memory != int(memory):

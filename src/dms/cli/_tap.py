@@ -1,7 +1,7 @@
 """``nunet tap MAIN_IF VM_IF CIDR [--remove]``: a TAP interface for VMs, routed with NAT.
 
-The work is :mod:`dms.executor._vm_tap` (netlink and one nftables table); this module parses
-the arguments and prints what was done, one line per change.
+The work is done by :mod:`dms.subnet` (``create_tap``, ``remove_tap``: netlink and one nftables
+table); this module parses the arguments and prints what was done, one line per change.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ def tap(
 
     Example: nunet tap eth0 tap0 172.16.0.1/24
     """
-    from dms.executor._vm_tap import create, parse_plan
-    from dms.executor._vm_tap import remove as remove_tap
+    from dms.subnet import create_tap, parse_tap_plan, remove_tap  # only this command needs it
 
-    plan = parse_plan(main_if, vm_if, cidr)
-    done = remove_tap(plan) if remove else create(plan)
+    plan = parse_tap_plan(main_if, vm_if, cidr)
+    done = remove_tap(plan) if remove else create_tap(plan)
     for line in done:
         typer.echo(line)
     if not done:

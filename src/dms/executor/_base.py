@@ -37,6 +37,7 @@ from dms.executor._types import (
     ExecutionResult,
     ExecutionStatus,
     LogChunk,
+    NetworkAttachment,
     SpecConfig,
 )
 
@@ -161,11 +162,11 @@ class Executor(ABC):
         """Run ``command`` inside the running execution."""
         raise Unsupported(f"the {self.name} executor cannot run commands inside an execution")
 
-    async def network_namespace(self, execution_id: str) -> str | None:
-        """The network namespace of a running execution (``/proc/<pid>/ns/net``), so a
-        restarted DMS can give a re-adopted execution its subnet interface again; None when
-        the back-end has none of its own or the execution does not run."""
-        return None
+    async def reattach_network(self, execution_id: str, network: NetworkAttachment) -> bool:
+        """Give a re-adopted, still running execution its subnet endpoint again (a restarted
+        DMS's old endpoint went with the old process). False when the execution does not run
+        or the back-end has no network of its own."""
+        return False
 
     async def pause(self, execution_id: str) -> None:
         raise Unsupported(f"the {self.name} executor cannot pause an execution")

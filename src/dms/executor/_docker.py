@@ -214,18 +214,22 @@ class DockerExecutor(Executor):
         elif entry.result is None:
             entry.status = ExecutionStatus.RUNNING
 
-    async def network_namespace(self, execution_id: str) -> str | None:
+    async def reattach_network(self, execution_id: str, network: NetworkAttachment) -> bool:
+        """A new interface in the running container's namespace (``/proc/<pid>/ns/net``)."""
         try:
             entry = self._running(execution_id)
         except (ExecutorError, ExecutionNotFound):
-            return None
+            return False
         api = self._engine.api
         container_id = entry.handle.id
         state = await self._engine.call(
             "inspect container", lambda: api.inspect_container(container_id)["State"]
         )
         pid = int(state.get("Pid") or 0)
-        return f"/proc/{pid}/ns/net" if state.get("Running") and pid > 0 else None
+        if not state.get("Running") or pid <= 0:
+            return False
+        await network.attach(f"/proc/{pid}/ns/net")
+        return True
 
     async def _attach_network(self, container_id: str, network: NetworkAttachment) -> None:
         """Put the subnet interface into the started container's network namespace.

@@ -91,15 +91,34 @@ class PortBinding:
 
 
 @dataclass(frozen=True)
-class NetworkAttachment:
-    """Join an execution to its ensemble's private network (issue 14) once it has a network
-    namespace of its own.
+class FrameLink:
+    """Where a VM's network card exchanges raw Ethernet frames with the subnet's router
+    (QEMU ``-netdev dgram`` over unix datagram sockets): QEMU binds ``guest_socket`` and sends
+    to ``host_socket``, which the DMS has bound. Both are in the directory the executor gave
+    :attr:`NetworkAttachment.attach_frames`. ``mac`` is the card's address (the router's
+    answers go to it), ``mtu`` the subnet's."""
 
-    The executor starts the workload only after ``interface`` exists inside the execution (a
-    container waits for ``/sys/class/net/<interface>``), so the program never runs without its
-    subnet. Right after the execution's namespace exists the executor awaits
-    ``attach(netns_path)`` (``/proc/<pid>/ns/net``), which puts the interface there; if that
-    raises, the execution is stopped and the start fails with that reason.
+    host_socket: str
+    guest_socket: str
+    mac: str  # "02:00:0a:01:02:03"
+    mtu: int
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    """Join an execution to its ensemble's private network (issue 14).
+
+    A container (network namespace of its own): the executor starts the workload only after
+    ``interface`` exists inside the execution (a container waits for
+    ``/sys/class/net/<interface>``), so the program never runs without its subnet. Right after
+    the execution's namespace exists the executor awaits ``attach(netns_path)``
+    (``/proc/<pid>/ns/net``), which puts the interface there; if that raises, the execution is
+    stopped and the start fails with that reason.
+
+    A VM (a kernel of its own, no namespace to enter): before it boots, the executor awaits
+    ``attach_frames(directory)`` (a private directory of the execution), which binds the DMS's
+    end of a frame socket there and says how QEMU reaches it (:class:`FrameLink`); the guest
+    configures ``address`` on its card itself. None when the subnet cannot carry frames.
     """
 
     interface: str
@@ -107,6 +126,7 @@ class NetworkAttachment:
     attach: Callable[[str], Awaitable[None]]
     #: How long the workload waits for the interface before giving up (exit code 125).
     wait_s: float = 60.0
+    attach_frames: Callable[[str], Awaitable[FrameLink]] | None = None
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,19 @@ Go ensembles run as written.
 The VMM enforces the allocation's resources: ``-smp`` = the requested cores rounded up (at least
 one), ``-m`` = the requested RAM (at least :attr:`VmExecutor.min_memory_mib`, what the default
 guest needs to boot; 256 MiB when the request names none). Devices are virtio only (serial port,
-block); there is no network, so requests with ports are refused. Provision scripts run in the
-guest before the command. Params: see :mod:`dms.executor._vm_spec`; the guest, the workload
-archive and its init: :mod:`dms.executor._vm_guest`; QEMU's command line: ``_vm_qemu``.
+block, and a network card on the ensemble's subnet). Provision scripts run in the guest before
+the command.
+
+Subnet: with ``request.network`` the VM gets a virtio-net card whose Ethernet frames the DMS's
+subnet router carries (``NetworkAttachment.attach_frames``, bound in the execution directory
+before QEMU starts; see :mod:`dms.subnet._frames`), and the guest's init gives ``eth0`` the
+allocation's address, routes the subnet through it and uses the gateway's resolver
+(``<name>.internal``). Needs no TAP device and no ``CAP_NET_ADMIN``. Without ``network`` the
+VM has no card at all, as before. Published ports are refused: nothing on the host forwards to
+a VM's address yet (a provider reaches it only through the subnet).
+
+Params: see :mod:`dms.executor._vm_spec`; the guest, the workload archive and its init:
+:mod:`dms.executor._vm_guest`; QEMU's command line: ``_vm_qemu``.
 
 Control goes through QMP (``cont`` after start, ``query-status``, ``stop``/``cont`` for
 pause/resume, ``quit`` to cancel and on timeouts); SIGKILL, through a pidfd, only when QMP does
@@ -48,6 +58,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
+from dms.errors import DMSError
 from dms.executor._base import Executor, ExecutorSettings, TrackedExecution
 from dms.executor._errors import (
     ExecutionExists,
@@ -70,15 +81,23 @@ from dms.executor._types import (
     ExecutionResult,
     ExecutionStatus,
     LogChunk,
+    NetworkAttachment,
     SpecConfig,
     Termination,
 )
-from dms.executor._vm_guest import Guest, default_guest_dir, workload_archive, write_initrd
+from dms.executor._vm_guest import (
+    Guest,
+    default_guest_dir,
+    net_script,
+    workload_archive,
+    write_initrd,
+)
 from dms.executor._vm_images import image_path
 from dms.executor._vm_probe import Availability, availability
 from dms.executor._vm_qemu import (
     VmConfig,
     VmFiles,
+    VmNet,
     kill,
     owned_pid,
     qemu_argv,
@@ -229,7 +248,12 @@ class VmExecutor(Executor):
         nursery = self.nursery
         spec = self._parse(request.spec)
         if request.ports:
-            raise InvalidSpec(f"{self.name} execution: a VM has no network, so ports are refused")
+            raise InvalidSpec(
+                f"{self.name} execution: a VM's ports cannot be published on the host (only "
+                "its subnet address reaches it)"
+            )
+        if request.network is not None and request.network.attach_frames is None:
+            raise InvalidSpec(f"{self.name} execution: this subnet cannot carry a VM's frames")
         if request.resources.gpus:
             raise InvalidSpec(f"{self.name} execution: GPUs cannot be passed to a VM here")
         memory_mib = self._memory_mib(request)
@@ -292,7 +316,7 @@ class VmExecutor(Executor):
             if missing is not None:
                 raise ExecutorUnavailable(f"{self.name}: {missing}")
         files = VmFiles(execution_dir(self.settings.work_dir, request.execution_id))
-        archive = workload_archive(spec.command, spec.env, request.provision_scripts, spec.mmds)
+        network = request.network
         marker = {
             "executor": self.name,
             "executor_id": self.executor_id,
@@ -306,14 +330,28 @@ class VmExecutor(Executor):
                 remove_trees([directory])
             directory.mkdir(mode=0o700, parents=True)
             write_marker(directory, **marker)
-            write_initrd(base_initrd, archive, files.initrd)
             for path in (files.console, files.exit):
                 path.touch(0o600)
 
+        # The directory first: the subnet's frame socket is bound in it, and its MTU goes to
+        # the guest with the workload.
         try:
             await trio.to_thread.run_sync(write, limiter=self._io_limiter)
         except OSError as exc:
             raise ExecutorError(f"cannot prepare {files.directory}: {exc.strerror}") from None
+        vm_net = None if network is None else await self._attach(network, files)
+        net = None
+        if network is not None and vm_net is not None:
+            net = net_script(network.address, request.gateway_ip, vm_net.mtu)
+        archive = workload_archive(
+            spec.command, spec.env, request.provision_scripts, spec.mmds, net
+        )
+        try:
+            await trio.to_thread.run_sync(
+                write_initrd, base_initrd, archive, files.initrd, limiter=self._io_limiter
+            )
+        except OSError as exc:
+            raise ExecutorError(f"cannot prepare {files.initrd}: {exc.strerror}") from None
         config = VmConfig(
             accel=self.accel,
             vcpus=vcpus,
@@ -323,8 +361,23 @@ class VmExecutor(Executor):
             kernel_args=spec.kernel_args,
             rootfs=rootfs,
             name=f"nunet-{request.execution_id}",
+            net=vm_net,
         )
         return config, files
+
+    async def _attach(self, network: NetworkAttachment, files: VmFiles) -> VmNet:
+        """Bind the subnet router's end of the VM's frame socket in the execution directory."""
+        assert network.attach_frames is not None  # checked in start()
+        try:
+            link = await network.attach_frames(str(files.directory))
+        except (DMSError, OSError) as exc:
+            raise ExecutorError(f"{self.name}: subnet: {exc}") from None
+
+        def local(path: str) -> str:  # QEMU runs in the execution directory
+            where = Path(path)
+            return where.name if where.parent == files.directory else path
+
+        return VmNet(local(link.guest_socket), local(link.host_socket), link.mac, link.mtu)
 
     async def _launch(self, vm: _Vm, config: VmConfig) -> None:
         binary = qemu_binary()
@@ -342,6 +395,7 @@ class VmExecutor(Executor):
                     pass_fds=(sock.fileno(),),
                     start_new_session=True,  # a Ctrl-C at the terminal is the DMS's to handle
                     env=qemu_env(files),
+                    cwd=files.directory,  # the frame sockets are named relative to it
                 )
         except OSError as exc:
             raise ExecutorError(f"cannot start QEMU: {exc.strerror}") from None
@@ -454,6 +508,19 @@ class VmExecutor(Executor):
         entry, vm = self._running(execution_id)
         await vm.qmp.execute("cont")  # type: ignore[union-attr]
         entry.status = ExecutionStatus.RUNNING
+
+    async def reattach_network(self, execution_id: str, network: NetworkAttachment) -> bool:
+        """Bind the router's end of the frame socket again in the execution directory: the
+        running QEMU still sends to that path, so its guest's network comes back as it was."""
+        if network.attach_frames is None:
+            return False
+        try:
+            self._running(execution_id)
+        except (ExecutorError, ExecutionNotFound):
+            return False
+        directory = execution_dir(self.settings.work_dir, execution_id)
+        await network.attach_frames(str(directory))
+        return True
 
     def _running(self, execution_id: str) -> tuple[TrackedExecution, _Vm]:
         entry = self.executions.get(execution_id)

@@ -10,8 +10,10 @@ other, so the executor writes ``<execution dir>/initrd`` = a small
 uncompressed ``newc`` archive, put *before* the guest's compressed one (the layout of Debian's
 early-microcode initrds: the kernel reads an uncompressed archive up to its trailer, then
 decompresses the next), holding ``/nunet/run`` (a shell script: the provision scripts, then
-the command), ``/nunet/env`` (exported variables) and ``/nunet/mmds`` (a Go-style
-``mmds_message``). The guest's ``/init`` runs ``/nunet/run`` with its output on the serial
+the command), ``/nunet/env`` (exported variables), ``/nunet/mmds`` (a Go-style
+``mmds_message``) and, for a VM on its ensemble's subnet, ``/nunet/net`` (:func:`net_script`:
+the address the guest's init gives ``eth0``, the gateway its resolver is at, the MTU).
+The guest's ``/init`` runs ``/nunet/run`` with its output on the serial
 console and reports the exit status over virtio-serial. Nothing rides on the kernel command
 line, so a command is not limited to its 2 KiB nor split by the kernel's tokenizer.
 """
@@ -108,15 +110,29 @@ def env_script(env: Sequence[tuple[str, str]]) -> bytes:
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env).encode()
 
 
+def net_script(address: str, gateway: str, mtu: int) -> bytes:
+    """``/nunet/net``: the subnet settings the guest's init reads (``NUNET_NET_ADDRESS`` =
+    ``ip/prefix``, ``NUNET_NET_GATEWAY``, ``NUNET_NET_MTU``; see ``scripts/vm-guest.sh``)."""
+    settings = (
+        ("NUNET_NET_ADDRESS", address),
+        ("NUNET_NET_GATEWAY", gateway),
+        ("NUNET_NET_MTU", str(mtu)),
+    )
+    return "".join(f"{name}={shlex.quote(value)}\n" for name, value in settings).encode()
+
+
 def workload_archive(
     command: Sequence[str],
     env: Sequence[tuple[str, str]] = (),
     provision_scripts: Sequence[tuple[str, bytes]] = (),
     mmds: str | None = None,
+    net: bytes | None = None,
 ) -> bytes:
     """The per-execution archive appended to the initramfs (see the module docstring)."""
     files: list[tuple[str, bytes]] = []
     directories = ["nunet"]
+    if net is not None:
+        files.append(("nunet/net", net))
     if command or provision_scripts:
         files.append(("nunet/run", run_script(command, provision_scripts)))
     if env:

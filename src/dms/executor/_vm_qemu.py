@@ -4,7 +4,10 @@ One QEMU per execution, ``-M microvm`` with virtio-mmio devices only: a virtio-s
 (``org.nunet.exit``) whose host side is the file ``exit`` (the guest's exit report survives a
 crash of the DMS), an optional virtio-blk root disk (writes go to a throw-away overlay,
 ``snapshot=on``, in the execution directory), the 8250 serial console into ``console.log`` (the
-allocation's log), QMP on ``qmp.sock``. No network, no PCI, no firmware devices.
+allocation's log), QMP on ``qmp.sock``. No PCI, no firmware devices, and a network card only for
+a VM on its ensemble's subnet: virtio-net whose frames go over unix datagram sockets
+(``-netdev dgram``) to the DMS's subnet router (:class:`VmNet`; QEMU runs in the execution
+directory, so the sockets are named relative to it and stay short).
 
 Ownership: QEMU writes its pid to ``qemu.pid`` in the execution directory, whose marker names the
 executor; a pid is only trusted when ``/proc/<pid>/cmdline`` is a QEMU naming that very pidfile,
@@ -98,6 +101,17 @@ def _tag(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class VmNet:
+    """The VM's card on the subnet: QEMU binds ``guest_socket`` and sends frames to
+    ``host_socket`` (paths as QEMU opens them, relative to the execution directory)."""
+
+    guest_socket: str
+    host_socket: str
+    mac: str
+    mtu: int
+
+
+@dataclass(frozen=True)
 class VmConfig:
     """What one QEMU is started with."""
 
@@ -109,6 +123,7 @@ class VmConfig:
     kernel_args: str = ""
     rootfs: Path | None = None
     name: str = "nunet-vm"
+    net: VmNet | None = None
 
 
 def qemu_argv(binary: str, config: VmConfig, files: VmFiles, qmp_fd: int | None) -> list[str]:
@@ -144,6 +159,14 @@ def qemu_argv(binary: str, config: VmConfig, files: VmFiles, qmp_fd: int | None)
         argv += [
             "-drive", f"id=root,file={_opt(config.rootfs)},format=raw,if=none,snapshot=on",
             "-device", "virtio-blk-device,drive=root",
+        ]  # fmt: skip
+    if config.net is not None:
+        net = config.net
+        argv += [
+            "-netdev",
+            f"dgram,id=net0,local.type=unix,local.path={_opt(net.guest_socket)},"
+            f"remote.type=unix,remote.path={_opt(net.host_socket)}",
+            "-device", f"virtio-net-device,netdev=net0,mac={net.mac},host_mtu={net.mtu}",
         ]  # fmt: skip
     if qmp_fd is not None:
         argv += [

@@ -33,7 +33,7 @@ import trio
 from dms.actor import Envelope, Handle
 from dms.did import did_from_id
 from dms.errors import DMSError
-from dms.executor import Executor
+from dms.executor import Executor, NetworkAttachment
 from dms.jobs import Allocation, OkResponse
 from dms.node._reply import send_reply
 from dms.subnet import (
@@ -250,14 +250,19 @@ class SubnetBehaviors:
             self.release(allocation.ensemble_id)
 
     async def readopted(self, allocation: Allocation, executor: Executor | None) -> None:
-        """After a restart: give a re-adopted allocation its subnet address back."""
+        """After a restart: give a re-adopted allocation its subnet address back (its running
+        execution a new endpoint, through its executor)."""
         if self.manager is None:
             return
-        netns = None
+        reattach = None
         if executor is not None and allocation.status == "running":
-            netns = await executor.network_namespace(allocation.id)
+            running = executor
+
+            async def reattach(network: NetworkAttachment) -> bool:
+                return await running.reattach_network(allocation.id, network)
+
         try:
-            found = await self.manager.readopt(allocation.id, netns)
+            found = await self.manager.readopt(allocation.id, reattach)
         except (DMSError, OSError) as exc:
             log.warning("allocation %s lost its subnet address: %s", allocation.id, exc)
             return

@@ -27,6 +27,10 @@ from dms.subnet._stream_transport import (
     Libp2pStreamTransport,
     StreamTransportStats,
 )
+from dms.subnet._tap import TapPlan
+from dms.subnet._tap import create as create_tap
+from dms.subnet._tap import parse_plan as parse_tap_plan
+from dms.subnet._tap import remove as remove_tap
 from dms.subnet._transport import PacketReceiver, PacketTransport
 from dms.subnet._tun import DEVICE_PREFIX, TunError, device_name, remove_stale_devices
 from dms.subnet._wire import (
@@ -95,14 +99,18 @@ __all__ = [
     "SubnetRefused",
     "SubnetRouter",
     "SubnetStats",
+    "TapPlan",
     "TunError",
+    "create_tap",
     "device_name",
     "ensemble_behavior",
     "ensemble_namespace",
     "host_networks",
     "interface_name",
     "ipv4_packet",
+    "parse_tap_plan",
     "random_cidr",
     "remove_stale_devices",
+    "remove_tap",
     "subnet_capability",
 ]

@@ -42,7 +42,7 @@ import hashlib
 import ipaddress
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,9 +51,10 @@ import trio
 
 from dms._files import atomic_write
 from dms.errors import DMSError, NotFound
-from dms.executor import NetworkAttachment
+from dms.executor import FrameLink, NetworkAttachment
 from dms.subnet._capability import subnet_capability
 from dms.subnet._dns import SubnetDNS
+from dms.subnet._frames import mac_text
 from dms.subnet._plan import host_networks
 from dms.subnet._portmap import PortMapper
 from dms.subnet._router import SubnetRouter
@@ -269,7 +270,10 @@ class SubnetManager:
     # -- allocations --------------------------------------------------------------------------
 
     def attachment(self, subnet_id: str, ip: str, owner: str) -> NetworkAttachment:
-        """What an executor needs to put ``owner``'s interface with ``ip`` into its execution."""
+        """What an executor needs to put ``owner``'s interface with ``ip`` into its execution:
+        a TUN device in a network namespace (``attach``, containers) or a frame socket
+        (``attach_frames``, VMs). Either replaces the address's previous endpoint;
+        :meth:`release` removes it."""
         subnet = self.get(subnet_id)
         name = interface_name(subnet_id, ip)
         if subnet.local.get(ip, owner) != owner:
@@ -282,8 +286,22 @@ class SubnetManager:
             await live.router.detach(ip)  # a restarted execution's old device, if any
             await live.router.attach(ip, netns=netns, name=name)
 
+        async def attach_frames(directory: str) -> FrameLink:
+            live = self.get(subnet_id)
+            await live.router.detach(ip)
+            frames = await live.router.attach_frames(ip, directory, name=name)
+            return FrameLink(
+                host_socket=str(frames.host_path),
+                guest_socket=str(frames.guest_path),
+                mac=mac_text(frames.mac),
+                mtu=frames.mtu,
+            )
+
         return NetworkAttachment(
-            interface=name, address=f"{ip}/{subnet.cidr.prefixlen}", attach=attach
+            interface=name,
+            address=f"{ip}/{subnet.cidr.prefixlen}",
+            attach=attach,
+            attach_frames=attach_frames,
         )
 
     async def release(self, subnet_id: str, ip: str) -> None:
@@ -401,12 +419,14 @@ class SubnetManager:
         return self._saved
 
     async def readopt(
-        self, owner: str, netns: str | None
+        self,
+        owner: str,
+        reattach: Callable[[NetworkAttachment], Awaitable[bool]] | None,
     ) -> tuple[str, str, NetworkAttachment] | None:
         """``owner`` (an allocation re-adopted after a restart) had an address on a subnet:
-        open that subnet again from its saved state and, if its execution runs (``netns``),
-        give it its interface back. Returns ``(subnet ID, gateway, attachment)``, or None when
-        it had no address."""
+        open that subnet again from its saved state and, through ``reattach`` (its executor's,
+        when its execution still runs), give the execution its endpoint back. Returns
+        ``(subnet ID, gateway, attachment)``, or None when it had no address."""
         for subnet_id, state in list(self._load_saved().items()):
             local = state.get("local")
             if not isinstance(local, dict):
@@ -426,8 +446,7 @@ class SubnetManager:
                     records = state.get("records")
                     subnet.dns.add_records(records if isinstance(records, dict) else {})
             attachment = self.attachment(subnet_id, ip, owner)
-            if netns is not None:
-                await attachment.attach(netns)
+            if reattach is not None and await reattach(attachment):
                 log.info("subnet %s: %s has %s again", subnet_id[:16], owner, ip)
             return subnet_id, subnet.gateway, attachment
         return None

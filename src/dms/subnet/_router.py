@@ -12,6 +12,10 @@ listens, and the node's own address when it joins the subnet). The router:
 * sends each peer's queue through the :class:`~dms.subnet.PacketTransport`, merging what
   queued up meanwhile into one batch. A full queue drops the new batch (counted), as a
   congested link would: TCP backs off; a slow peer never stalls the devices or other peers.
+* does the same for a VM's frame socket (:meth:`SubnetRouter.attach_frames`,
+  :mod:`._frames`): frames are read and written like a TUN device's packets, the VM's ARP is
+  answered at once, and what goes to the VM has its offload resolved (checksums completed,
+  TCP segmentation done in Python) since QEMU's datagram back-end takes none.
 * accepts a batch from a peer only if the peer is a member (has an address in the routing
   table); each packet only if its source address is routed to that very peer and its
   destination is an address of this node, and its offload header is one we produce
@@ -37,10 +41,19 @@ from typing import TYPE_CHECKING
 import trio
 
 from dms.errors import DMSError, InvalidInput
+from dms.subnet._frames import (
+    ETH_P_ARP,
+    FrameSocket,
+    arp_answer,
+    frame_packet,
+    guest_mac,
+    packet_frame,
+)
 from dms.subnet._packets import (
     MIN_PACKET,
     VNET_HDR_LEN,
     key,
+    plain_packets,
     udp_packet,
     udp_payload,
     valid_offload,
@@ -107,6 +120,9 @@ class SubnetStats:
     dropped_write_failed: int = 0
     dns_queries: int = 0  # UDP queries to gateway:53 answered by the router's resolver
     dropped_dns_busy: int = 0
+    arp_replies: int = 0  # ARP requests of VMs answered
+    segmented_packets: int = 0  # offload packets cut into segments for a VM
+    dropped_frames: int = 0  # from a VM: not IPv4 nor an ARP request we answer
 
     @property
     def dropped(self) -> int:
@@ -118,10 +134,13 @@ class SubnetStats:
 
 @dataclass(eq=False)
 class _Device:
-    tun: TunDevice
+    """A local endpoint: a TUN device, or a VM's frame socket (``frames``, same object)."""
+
+    tun: TunDevice | FrameSocket
     host: bool
     ips: set[bytes] = field(default_factory=set)
     scope: trio.CancelScope | None = None
+    frames: FrameSocket | None = None
 
 
 class SubnetRouter:
@@ -254,6 +273,7 @@ class SubnetRouter:
             raise SubnetError(f"{ip} is already attached in subnet {self.subnet_id}")
         iface = ipaddress.IPv4Interface(f"{address}/{self.cidr.prefixlen}")
         if netns is None and self._host is not None:
+            assert isinstance(self._host.tun, TunDevice)
             await add_address(self._host.tun, iface)
             self._host.ips.add(address.packed)
             self._by_ip[address.packed] = self._host
@@ -277,6 +297,33 @@ class SubnetRouter:
             self._start_reader(dev)
         return tun.name
 
+    async def attach_frames(
+        self, ip: str, directory: str | os.PathLike[str], *, name: str | None = None
+    ) -> FrameSocket:
+        """Give ``ip`` to a VM whose network card sends Ethernet frames on a unix datagram
+        socket: the DMS's end is bound in ``directory`` (see :class:`FrameSocket` for the two
+        paths QEMU needs). Detached like a device (:meth:`detach`)."""
+        if self._closed:
+            raise SubnetError(f"subnet {self.subnet_id} is closed")
+        address = self._address(ip)
+        if address.packed in self._by_ip:
+            raise SubnetError(f"{ip} is already attached in subnet {self.subnet_id}")
+        try:
+            frames = FrameSocket(
+                directory,
+                name=name or device_name(self.subnet_id, address),
+                mac=guest_mac(address),
+                mtu=self.mtu,
+            )
+        except OSError as exc:
+            raise SubnetError(f"cannot open the frame socket in {directory}: {exc}") from None
+        dev = _Device(tun=frames, host=False, ips={address.packed}, frames=frames)
+        self._devices.append(dev)
+        self._by_ip[address.packed] = dev
+        if self._nursery is not None:
+            self._start_reader(dev)
+        return frames
+
     async def detach(self, ip: str) -> None:
         """Take ``ip`` away: its device is closed (deleted) once it holds no other address."""
         address = ipaddress.IPv4Address(ip)
@@ -286,6 +333,7 @@ class SubnetRouter:
         dev.ips.discard(address.packed)
         if dev.ips:
             iface = ipaddress.IPv4Interface(f"{address}/{self.cidr.prefixlen}")
+            assert isinstance(dev.tun, TunDevice)
             await remove_address(dev.tun, iface)
             return
         self._close_device(dev)
@@ -345,30 +393,57 @@ class SubnetRouter:
         self._nursery.start_soon(self._read_device, dev, dev.scope)
 
     async def _read_device(self, dev: _Device, scope: trio.CancelScope) -> None:
+        with scope:
+            if dev.frames is None:
+                await self._read_loop(dev)
+                return
+            async with trio.open_nursery() as nursery:  # a VM's queued frames, written out
+                nursery.start_soon(dev.frames.flush_forever)
+                await self._read_loop(dev)
+                nursery.cancel_scope.cancel()
+
+    async def _read_loop(self, dev: _Device) -> None:
         fd = dev.tun.fd
         read = os.read
-        with scope:
-            while True:
-                # Checked with no await before the wait: once closed, the fd number may be
-                # reused by another file at any await.
-                if dev.tun.closed:
+        while True:
+            # Checked with no await before the wait: once closed, the fd number may be
+            # reused by another file at any await.
+            if dev.tun.closed:
+                return
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            except (trio.ClosedResourceError, OSError):
+                return
+            packets: list[bytes] = []
+            try:
+                for _ in range(READ_BATCH):
+                    packets.append(read(fd, READ_SIZE))
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if dev.tun.closed or exc.errno == errno.EBADF:
                     return
-                try:
-                    await trio.lowlevel.wait_readable(fd)
-                except (trio.ClosedResourceError, OSError):
-                    return
-                packets: list[bytes] = []
-                try:
-                    for _ in range(READ_BATCH):
-                        packets.append(read(fd, READ_SIZE))
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    if dev.tun.closed or exc.errno == errno.EBADF:
-                        return
-                    log.warning("subnet %s: reading %s: %s", self.subnet_id, dev.tun.name, exc)
-                if packets:
-                    self._forward(dev, packets)
+                log.warning("subnet %s: reading %s: %s", self.subnet_id, dev.tun.name, exc)
+            if packets and dev.frames is not None:
+                packets = self._from_frames(dev, dev.frames, packets)
+            if packets:
+                self._forward(dev, packets)
+
+    def _from_frames(self, dev: _Device, frames: FrameSocket, raw: list[bytes]) -> list[bytes]:
+        """A VM's frames -> its IPv4 packets; ARP requests answered on the spot."""
+        packets = []
+        for frame in raw:
+            packet = frame_packet(frame)
+            if packet is not None:
+                packets.append(packet)
+                continue
+            reply = arp_answer(frame, dev.ips, self.cidr) if frame[12:14] == ETH_P_ARP else None
+            if reply is None:
+                self._stats.dropped_frames += 1
+                continue
+            if frames.send([reply]):
+                self._stats.arp_replies += 1
+        return packets
 
     def _forward(self, dev: _Device, packets: list[bytes]) -> None:
         stats = self._stats
@@ -510,12 +585,28 @@ class SubnetRouter:
         stats.received_batches += 1
 
     def _write(self, dev: _Device, packet: bytes) -> bool:
+        if dev.frames is not None:
+            return self._write_frames(dev.frames, packet)
         try:
             os.write(dev.tun.fd, packet)
             return True
         except OSError:
             self._stats.dropped_write_failed += 1
             return False
+
+    def _write_frames(self, frames: FrameSocket, packet: bytes) -> bool:
+        """``packet`` to a VM: its offload resolved (checksum, TCP segments), then framed."""
+        ips = plain_packets(packet)
+        if not ips:
+            self._stats.dropped_malformed += 1
+            return False
+        if len(ips) > 1:
+            self._stats.segmented_packets += 1
+        mac = frames.mac
+        if frames.send([packet_frame(ip, mac) for ip in ips]):
+            return True
+        self._stats.dropped_write_failed += 1
+        return False
 
 
 __all__ = [
