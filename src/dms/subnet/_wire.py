@@ -24,7 +24,6 @@ routing table's addresses; we send it so a provider can check it against its own
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,15 +54,12 @@ ALLOCATION_SUBNET_BEHAVIORS = (
 )
 
 
-# -- lenient decoding (Go's: field names matched case-insensitively) ----------------------------
+# -- lenient decoding: Go's rules, from dms.gojson (fields matched case-insensitively) ---------
 
 
 def _loads(data: Any, what: str) -> Any:
-    if isinstance(data, bytes | bytearray | str):
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise InvalidInput(f"{what}: not JSON: {exc}") from None
+    if isinstance(data, bytes | bytearray | memoryview | str):
+        return gojson.loads(data, what)
     return data
 
 
@@ -76,21 +72,11 @@ def _get(obj: Mapping[str, Any], name: str) -> Any:
 
 
 def _str(obj: Mapping[str, Any], name: str) -> str:
-    value = _get(obj, name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name}: expected a string, got {value!r}")
-    return value
+    return gojson.str_value(_get(obj, name), name)
 
 
 def _strings(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:
-    value = _get(obj, name)
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidInput(f"{name}: expected a list of strings")
-    return tuple(value)
+    return gojson.strings_value(_get(obj, name), name) or ()
 
 
 def ensemble_namespace(ensemble_id: str) -> str:
@@ -114,12 +100,8 @@ def _ipv4(value: str, what: str, *, required: bool = True) -> str:
 
 def _ip_map(value: Any, what: str, *, keys_are_ips: bool) -> dict[str, str]:
     """A ``map[string]string`` whose keys (routing tables) or values (DNS records) are IPs."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidInput(f"{what}: expected an object")
     out: dict[str, str] = {}
-    for k, v in value.items():
+    for k, v in gojson.pairs(value, what) or ():  # a repeated key: the last wins, as in Go
         if not isinstance(k, str) or not isinstance(v, str):
             raise InvalidInput(f"{what}: expected string keys and values")
         if keys_are_ips:
