@@ -35,13 +35,14 @@ from dms.executor import (
     SpecConfig,
     Termination,
 )
+from dms.executor._vm import VmExecutor
 from dms.executor._vm_guest import default_guest_dir
 from dms.executor._vm_qemu import VmConfig, VmFiles, VmNet, qemu_argv
 from dms.network import MemoryFabric, MemoryNetwork
 from dms.resources import RAM, Resources
 from dms.subnet import Libp2pStreamTransport, SubnetCreate, SubnetManager
 from dms.subnet._frames import HOST_SOCKET
-from tests.executor.test_vm_run import opened
+from tests.executor.test_vm_run import opened, settings
 from tests.subnet.netns_support import can_make_namespaces, namespaces, ns_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,3 +185,61 @@ async def test_a_vm_on_the_subnet_resolves_fetches_and_pings(
         finally:
             httpd.kill()
             httpd.wait()
+
+
+async def test_a_vm_readopted_after_a_dms_restart_gets_its_network_back(
+    tmp_path: Path, guest_dir: Path
+) -> None:
+    """The DMS goes (its router and the VM's frame socket with it) while the VM runs on; a new
+    DMS re-adopts the VM and reattaches it (``reattach_network``): the VM reaches the subnet
+    again, without a reboot."""
+    cidr = ipaddress.IPv4Network(f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24")
+    ip_ns, ip_vm = str(cidr.network_address + 2), str(cidr.network_address + 3)
+    command = (
+        f"while :; do ping -c 1 -W 1 {ip_ns} >/dev/null && echo up || echo down; sleep 0.3; done"
+    )
+    console = tmp_path / "work" / "executions" / "longvm" / "console.log"
+
+    async def wait_for(text: str, after: int) -> int:
+        with trio.fail_after(90):
+            while True:
+                seen = console.read_text(errors="replace") if console.exists() else ""
+                found = seen.find(text, after)
+                if found >= 0:
+                    return found + len(text)
+                await trio.sleep(0.1)
+
+    with namespaces(1, "vmre") as (ns,):
+        executor = VmExecutor(settings(tmp_path, guest_dir))
+        try:
+            async with subnet_manager(cidr) as manager:  # the first DMS
+                await manager.attachment(SUBNET, ip_ns, "ns").attach(ns_path(ns))
+                async with executor.open():
+                    await executor.start(
+                        ExecutionRequest(
+                            job_id="j1",
+                            execution_id="longvm",
+                            spec=SpecConfig("vm", {"command": command}),
+                            resources=Resources(ram=RAM(size=128 * MiB)),
+                            gateway_ip=str(cidr.network_address + 1),
+                            network=manager.attachment(SUBNET, ip_vm, "vm"),
+                        )
+                    )
+                    mark = await wait_for("up\n", 0)
+            # That DMS is gone (its subnet destroyed, the socket unbound); the VM runs on.
+            mark = await wait_for("down\n", mark)
+            async with subnet_manager(cidr) as manager:  # the restarted DMS
+                await manager.attachment(SUBNET, ip_ns, "ns").attach(ns_path(ns))
+                again = VmExecutor(settings(tmp_path, guest_dir))
+                async with again.open():
+                    adopted = await again.recover()
+                    assert [info.execution_id for info in adopted] == ["longvm"]
+                    network = manager.attachment(SUBNET, ip_vm, "vm")
+                    assert await again.reattach_network("longvm", network)
+                    await wait_for("up\n", mark)
+                    await again.cancel("longvm")
+        finally:  # a fresh executor, as a restarted DMS: it finds and removes any VM left
+            cleaner = VmExecutor(settings(tmp_path, guest_dir))
+            with trio.fail_after(60):
+                async with cleaner.open():
+                    await cleaner.cleanup()
