@@ -176,7 +176,8 @@ class Ensemble:
         (``subnet: {join: true}``). A single-container ensemble then needs no TUN device, so a
         provider without ``CAP_NET_ADMIN`` can still run it.
         """
-        return len(self.subnet_members()) >= 2 or (self.subnet_join and bool(self.subnet_members()))
+        members = len(self.subnet_members())
+        return members >= 2 or (self.subnet_join and members > 0)
 
     def node_of(self, allocation: str) -> str:
         """The node that holds ``allocation``."""

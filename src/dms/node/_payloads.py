@@ -77,7 +77,11 @@ def executors_payload(found: Sequence[ExecutorAvailability]) -> list[gojson.Stru
 
 
 def public_status_response(
-    status: str, resources: Any, location: Any = None, executors: Any = None
+    status: str,
+    resources: Any,
+    location: Any = None,
+    executors: Any = None,
+    subnets: tuple[bool, str] | None = None,
 ) -> gojson.Struct:
     """``PublicStatusResponse{Status string; Resources types.Resources}`` plus ``Location``.
 
@@ -89,6 +93,8 @@ def public_status_response(
         out["Location"] = location
     if executors is not None:
         out["Executors"] = executors
+    if subnets is not None:  # ours too: can this node run subnets, and why not
+        out["Subnets"] = gojson.Struct(available=subnets[0], reason=subnets[1])
     return out
 
 

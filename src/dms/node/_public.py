@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from dms import gojson
 from dms.actor import Envelope
 from dms.did import peer_id_from_did
 from dms.errors import DMSError
@@ -56,13 +55,13 @@ def install_public(node: Node) -> None:
 
     async def public_status(env: Envelope) -> None:
         executors = executors_payload(await node.executor_availability())
+        refusal = node.subnet_refusal()
+        extra = (node.location, executors, (refusal is None, refusal or ""))
         try:
-            payload = public_status_response("OK", await node.machine(), node.location, executors)
+            payload = public_status_response("OK", await node.machine(), *extra)
         except Exception as exc:  # a detector failure is a status, not a crash
             log.warning("machine resources detection failed: %s", exc)
-            payload = public_status_response("ERROR", Resources(), node.location, executors)
-        refusal = node.subnet_refusal()
-        payload["Subnets"] = gojson.Struct(available=refusal is None, reason=refusal or "")
+            payload = public_status_response("ERROR", Resources(), *extra)
         await send_reply(node, env, payload)
 
     node.actor.add_behavior(PUBLIC_HELLO, public_hello)

@@ -159,7 +159,7 @@ class SubnetBehaviors:
 
     # -- node behaviours -----------------------------------------------------------------------
 
-    def _node_handlers(self) -> dict[str, Callable[[Envelope], Awaitable[OkResponse]]]:
+    def _node_handlers(self) -> dict[str, Callable[[Envelope, str | None], Awaitable[OkResponse]]]:
         return {
             SUBNET_CREATE: self._create,
             SUBNET_JOIN: self._join,
@@ -167,7 +167,9 @@ class SubnetBehaviors:
         }
 
     def _dynamic(
-        self, ensemble_id: str, handler: Callable[[Envelope], Awaitable[OkResponse]]
+        self,
+        ensemble_id: str,
+        handler: Callable[[Envelope, str | None], Awaitable[OkResponse]],
     ) -> Callable[[Envelope], Awaitable[None]]:
         """``handler`` for ensemble ``ensemble_id``'s orchestrator only, on its subnet only."""
 
@@ -189,36 +191,37 @@ class SubnetBehaviors:
     async def _guarded(
         self,
         env: Envelope,
-        handler: Callable[[Envelope], Awaitable[OkResponse]],
+        handler: Callable[[Envelope, str | None], Awaitable[OkResponse]],
         ensemble_id: str | None,
     ) -> OkResponse:
+        """Run ``handler`` (which decodes the request once and, for a dynamic behaviour, checks
+        that it names ``ensemble_id``'s subnet); every failure is the reply's ``Error``."""
         if self.manager is None:
             return OkResponse(False, "this node runs no subnets")
-        if ensemble_id is not None:
-            try:
-                named = _subnet_id_of(env)
-            except DMSError as exc:
-                return OkResponse(False, f"bad {env.behavior} request: {exc}")
-            if named != ensemble_id:
-                return OkResponse(False, f"subnet {named[:16]} is not this ensemble's")
         try:
-            return await handler(env)
+            return await handler(env, ensemble_id)
         except DMSError as exc:
             return OkResponse(False, str(exc))
 
-    async def _create(self, env: Envelope) -> OkResponse:
+    async def _create(self, env: Envelope, ensemble_id: str | None) -> OkResponse:
         assert self.manager is not None
-        await self.manager.create(SubnetCreate.from_json(env.decode_payload()))
+        request = SubnetCreate.from_json(env.decode_payload())
+        _check_subnet(request.subnet_id, ensemble_id)
+        await self.manager.create(request)
         return OkResponse(True)
 
-    async def _join(self, env: Envelope) -> OkResponse:
+    async def _join(self, env: Envelope, ensemble_id: str | None) -> OkResponse:
         assert self.manager is not None
-        await self.manager.join(SubnetJoin.from_json(env.decode_payload()))
+        request = SubnetJoin.from_json(env.decode_payload())
+        _check_subnet(request.subnet_id, ensemble_id)
+        await self.manager.join(request)
         return OkResponse(True)
 
-    async def _destroy(self, env: Envelope) -> OkResponse:
+    async def _destroy(self, env: Envelope, ensemble_id: str | None) -> OkResponse:
         assert self.manager is not None
-        await self.manager.destroy(SubnetDestroy.from_json(env.decode_payload()).subnet_id)
+        request = SubnetDestroy.from_json(env.decode_payload())
+        _check_subnet(request.subnet_id, ensemble_id)
+        await self.manager.destroy(request.subnet_id)
         return OkResponse(True)
 
     # -- allocation behaviours (AllocationHooks) -----------------------------------------------
@@ -343,22 +346,17 @@ class SubnetBehaviors:
 
 
 def _published(allocation: Allocation, request: SubnetPortMap) -> bool:
-    """Whether the allocation's executor publishes that TCP port itself (Docker bindings)."""
+    """Whether the allocation's executor publishes that TCP port itself: its leased ports are
+    the execution's own port bindings (Docker's; a VM refuses ports)."""
     return (
-        allocation.config.executor == "docker"
-        and request.protocol == "TCP"
-        and allocation.ports.get(request.source_port) == request.dest_port
+        request.protocol == "TCP" and allocation.ports.get(request.source_port) == request.dest_port
     )
 
 
-def _subnet_id_of(env: Envelope) -> str:
-    payload = env.decode_payload()
-    if not isinstance(payload, dict):
-        raise DMSError("expected an object")
-    for key, value in payload.items():
-        if key.lower() == "subnetid" and isinstance(value, str):
-            return value
-    raise DMSError("SubnetID is required")
+def _check_subnet(named: str, ensemble_id: str | None) -> None:
+    """A dynamic behaviour of ensemble ``ensemble_id`` acts on that ensemble's subnet only."""
+    if ensemble_id is not None and named != ensemble_id:
+        raise DMSError(f"subnet {named[:16]} is not this ensemble's")
 
 
 def install_subnet(node: Node) -> SubnetBehaviors:

@@ -13,10 +13,10 @@ After the commit and before the allocations start, for the allocations just plac
 4. ``map-port`` for each published port of the new allocations;
 5. ``join`` on this DMS's node, when asked.
 
-A provider that refuses the /24 (it overlaps a network it routes) makes the plan start again
-with that /24 avoided, a few times. Failures raise :class:`DMSError` with the provider's reason;
-the caller fails or retries the deployment. :meth:`SubnetProvisioner.destroy` undoes the
-subnet on every member at the end.
+The /24 avoids the networks this host routes (it is the one that joins; providers keep their
+allocations' interfaces in the allocations' own namespaces, so any /24 suits them). Failures
+raise :class:`DMSError` with the provider's reason; the caller fails or retries the deployment.
+:meth:`SubnetProvisioner.destroy` undoes the subnet on every member at the end.
 
 Timeouts: Go allows 2 minutes per step; a step here is a few local operations on the
 provider, so :data:`STEP_TIMEOUT` is shorter and a dead provider fails the step sooner.
@@ -24,7 +24,6 @@ provider, so :data:`STEP_TIMEOUT` is shorter and a dead provider fails the step 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -61,8 +60,6 @@ log = logging.getLogger(__name__)
 STEP_TIMEOUT = 30.0
 #: Seconds a subnet destroy may take (Go's ``SubnetDestroyTimeout``).
 DESTROY_TIMEOUT = 10.0
-#: How many /24s are tried when providers find them taken.
-PLAN_ATTEMPTS = 4
 
 
 class SubnetProvisioner:
@@ -116,33 +113,20 @@ class SubnetProvisioner:
         """Put allocations ``names`` (just placed, not started) on the subnet."""
         if not self.wanted:
             return
-        members = [n for n in names if n in set(self.ensemble.subnet_members())]
-        avoid: list[ipaddress.IPv4Network] = []
-        for attempt in range(1, PLAN_ATTEMPTS + 1):
-            fresh = self.plan is None
-            if fresh:
-                self.plan = SubnetPlan.new(avoid)
-                self.members = set()
-            plan = self.plan
-            assert plan is not None
-            self._assign(plan, members)
-            try:
-                await self._create(plan, members)
-                break
-            except _Overlap as exc:
-                if not fresh or attempt == PLAN_ATTEMPTS:
-                    raise DMSError(f"subnet: {exc}") from None
-                self._progress(f"subnet {plan.cidr} is taken on a provider, planning another")
-                avoid.append(plan.cidr)
-                await self.destroy()
-                self.plan = None
-        assert self.plan is not None
-        await self._configure(self.plan, members)
+        wanted = set(self.ensemble.subnet_members())
+        members = [n for n in names if n in wanted]
+        if self.plan is None:
+            self.plan = SubnetPlan.new()
+            self.members = set()
+        plan = self.plan
+        self._assign(plan, members)
+        await self._create(plan, members)
+        await self._configure(plan, members)
         if self.ensemble.subnet_join:
-            await self._join(self.plan)  # again after a move: the new routes
+            await self._join(plan)  # again after a move: the new routes
         self._progress(
-            f"subnet {self.plan.cidr}: "
-            + ", ".join(f"{n} {self.plan.index[n]}" for n in members if n in self.plan.index)
+            f"subnet {plan.cidr}: "
+            + ", ".join(f"{n} {plan.index[n]}" for n in members if n in plan.index)
         )
 
     def _assign(self, plan: SubnetPlan, members: list[str]) -> None:
@@ -159,97 +143,70 @@ class SubnetProvisioner:
 
     async def _create(self, plan: SubnetPlan, members: list[str]) -> None:
         """Create on the providers new to the subnet; tell the others the new routes."""
-        new_peers = {self._peer_of(n) for n in members} - self.members
         request = SubnetCreate(
-            self.id,
-            dict(plan.routing_table),
-            cidr=str(plan.cidr),
-            gateway_ip=plan.gateway_ip,
+            self.id, dict(plan.routing_table), cidr=str(plan.cidr), gateway_ip=plan.gateway_ip
         )
         behavior = ensemble_behavior(self.id, SUBNET_CREATE)
-        errors: dict[str, str] = {}
-
-        async def create(peer: str) -> None:
-            why = await self._ask(self._handle_of(peer), behavior, request)
-            if why is None:
-                self.members.add(peer)
-            else:
-                errors[peer] = why
-
-        async with trio.open_nursery() as nursery:
-            for peer in sorted(new_peers):
-                nursery.start_soon(create, peer)
-        if errors:
-            text = "; ".join(f"provider {p[-8:]}: {e}" for p, e in sorted(errors.items()))
-            if any("overlaps" in e or "already used" in e for e in errors.values()):
-                raise _Overlap(text)
-            raise DMSError(f"subnet not created: {text}")
+        new_peers = sorted({self._peer_of(n) for n in members} - self.members)
+        errors = await self._fan_out(
+            {f"provider {p[-8:]}": (self._handle_of(p), behavior, request) for p in new_peers}
+        )
+        self.members |= {p for p in new_peers if f"provider {p[-8:]}" not in errors}
+        _raise_if(errors, "subnet not created")
         # Routes of the newly placed allocations, for the allocations already running.
-        new_routes = {plan.index[n]: self._peer_of(n) for n in members if n in plan.index}
+        routes = SubnetPeers(
+            self.id, {plan.index[n]: self._peer_of(n) for n in members if n in plan.index}
+        )
         others = [
             n
             for n in self.ensemble.subnet_members()
             if n not in members and not self.manifest.allocations[n].handle.empty()
         ]
-        await self._each(
-            others, SUBNET_ACCEPT_PEERS, lambda n: SubnetPeers(self.id, new_routes), "routes"
-        )
+        await self._each(others, SUBNET_ACCEPT_PEERS, lambda n: routes, "routes")
 
     async def _configure(self, plan: SubnetPlan, members: list[str]) -> None:
-        records = dict(plan.dns_records)
+        records = SubnetDNSAdd(self.id, dict(plan.dns_records))
         await self._each(
             members,
             SUBNET_ADD_PEER,
             lambda n: SubnetAddPeer(self.id, self._peer_of(n), plan.index[n]),
             "address",
         )
-        await self._each(members, SUBNET_DNS_ADD, lambda n: SubnetDNSAdd(self.id, records), "dns")
-        mappings = [
-            (name, public, private)
+        await self._each(members, SUBNET_DNS_ADD, lambda n: records, "dns")
+        mappings = {
+            f"{name} port {public}": (
+                self.manifest.allocations[name].handle,
+                SUBNET_MAP_PORT,
+                SubnetPortMap(self.id, "TCP", "0.0.0.0", public, plan.index[name], private),
+            )
             for name in members
             for public, private in sorted(self.manifest.allocations[name].ports.items())
-        ]
-        if mappings:
-            await self._each_mapping(plan, mappings)
-
-    async def _each_mapping(self, plan: SubnetPlan, mappings: list[tuple[str, int, int]]) -> None:
-        errors: list[str] = []
-
-        async def one(name: str, public: int, private: int) -> None:
-            request = SubnetPortMap(self.id, "TCP", "0.0.0.0", public, plan.index[name], private)
-            handle = self.manifest.allocations[name].handle
-            why = await self._ask(handle, SUBNET_MAP_PORT, request)
-            if why is not None:
-                errors.append(f"{name} port {public}: {why}")
-
-        async with trio.open_nursery() as nursery:
-            for name, public, private in mappings:
-                nursery.start_soon(one, name, public, private)
-        if errors:
-            raise DMSError("subnet port mapping failed: " + "; ".join(sorted(errors)))
+        }
+        _raise_if(await self._fan_out(mappings), "subnet port mapping failed")
 
     async def _each(
-        self,
-        names: list[str],
-        behavior: str,
-        payload: Callable[[str], Any],
-        what: str,
+        self, names: list[str], behavior: str, payload: Callable[[str], Any], what: str
     ) -> None:
         """Invoke ``behavior`` on each allocation of ``names`` in parallel; raise on refusals."""
+        calls = {n: (self.manifest.allocations[n].handle, behavior, payload(n)) for n in names}
+        _raise_if(await self._fan_out(calls), f"subnet {what} step failed")
+
+    async def _fan_out(
+        self, calls: Mapping[str, tuple[Handle, str, Any]], timeout: float = STEP_TIMEOUT
+    ) -> dict[str, str]:
+        """Invoke every ``label: (handle, behavior, payload)`` in parallel; ``{label: why}`` of
+        those that failed or refused."""
         errors: dict[str, str] = {}
 
-        async def one(name: str) -> None:
-            handle = self.manifest.allocations[name].handle
-            why = await self._ask(handle, behavior, payload(name))
+        async def one(label: str, handle: Handle, behavior: str, payload: Any) -> None:
+            why = await self._ask(handle, behavior, payload, timeout)
             if why is not None:
-                errors[name] = why
+                errors[label] = why
 
         async with trio.open_nursery() as nursery:
-            for name in names:
-                nursery.start_soon(one, name)
-        if errors:
-            text = "; ".join(f"{n}: {e}" for n, e in sorted(errors.items()))
-            raise DMSError(f"subnet {what} step failed: {text}")
+            for label, (handle, behavior, payload) in calls.items():
+                nursery.start_soon(one, label, handle, behavior, payload)
+        return errors
 
     async def rejoin(self) -> None:
         """After a restart of this DMS: its joined device went with the old process; join again
@@ -279,10 +236,12 @@ class SubnetProvisioner:
             self._progress(f"this DMS joined subnet {plan.cidr} as {plan.index[ORCHESTRATOR_NAME]}")
         self.joined = True
 
-    async def _ask(self, handle: Handle, behavior: str, payload: Any) -> str | None:
+    async def _ask(
+        self, handle: Handle, behavior: str, payload: Any, timeout: float = STEP_TIMEOUT
+    ) -> str | None:
         """Invoke and read Go's ``{OK, Error}``; None, or why not."""
         try:
-            reply = await self.actor.invoke(handle, behavior, payload, timeout=STEP_TIMEOUT)
+            reply = await self.actor.invoke(handle, behavior, payload, timeout=timeout)
             answer = OkResponse.from_json(reply.decode_payload())
         except DMSError as exc:
             return str(exc)
@@ -296,21 +255,14 @@ class SubnetProvisioner:
         targets = [self._handle_of(peer) for peer in sorted(self.members)]
         if self.joined and self.actor.supervisor is not None:
             targets.append(self.actor.supervisor)
-        request = SubnetDestroy(self.id)
         behavior = ensemble_behavior(self.id, SUBNET_DESTROY)
-
-        async def one(handle: Handle) -> None:
-            try:
-                await self.actor.invoke(handle, behavior, request, timeout=DESTROY_TIMEOUT)
-            except DMSError as exc:
-                log.info("subnet destroy on %s: %s", handle.address.host[-8:], exc)
-
-        async with trio.open_nursery() as nursery:
-            for handle in targets:
-                nursery.start_soon(one, handle)
+        calls = {h.address.host[-8:]: (h, behavior, SubnetDestroy(self.id)) for h in targets}
+        for host, why in (await self._fan_out(calls, DESTROY_TIMEOUT)).items():
+            log.info("subnet destroy on %s: %s", host, why)
         self.members.clear()
         self.joined = False
 
 
-class _Overlap(DMSError):
-    """A provider found the planned /24 in use on its side."""
+def _raise_if(errors: Mapping[str, str], what: str) -> None:
+    if errors:
+        raise DMSError(f"{what}: " + "; ".join(f"{k}: {e}" for k, e in sorted(errors.items())))
