@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from dms.subnet import subnet_capability
+
 NUNET = str(Path(sys.executable).parent / "nunet")
 
 NULL_ENSEMBLE = """\
@@ -64,6 +66,15 @@ def test_list_says_which_executors_run_here(tmp_path: Path) -> None:
     assert {"docker", "wasm"} <= set(found)
     for entry in found.values():
         assert entry["available"] or entry["reason"].startswith(entry["name"] + ":")
+
+
+def test_list_says_whether_this_machine_can_run_subnets(tmp_path: Path) -> None:
+    done = nunet(tmp_path, "executor", "list")
+    assert done.returncode == 0, done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("subnets")]
+    capability = subnet_capability()
+    expected = "yes" if capability.available else f"no: {capability.reason}"
+    assert line.endswith(f"allocations): {expected}")
 
 
 def test_run_streams_output_and_exits_with_the_executions_code(tmp_path: Path) -> None:

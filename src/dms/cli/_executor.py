@@ -77,12 +77,11 @@ def list_executors(
     table = Table("executor", "available", "why not")
     for f in found:
         table.add_row(f.name, "yes" if f.available else "no", f.reason)
-    console = Console()
-    console.print(table)
+    Console().print(table)
     from dms.subnet import subnet_capability  # only this command needs it (start-up cost)
 
     subnets = subnet_capability()
-    console.print(
+    typer.echo(  # one line, never wrapped to the terminal
         "subnets (a private network between an ensemble's allocations): "
         + ("yes" if subnets.available else f"no: {subnets.reason}")
     )
