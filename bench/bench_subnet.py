@@ -1,16 +1,19 @@
 """Subnet data path: throughput and added round-trip time between two allocations on two providers.
 
 Two providers are two helper processes (this script with ``--provider``), each a real
-``Libp2pNetwork`` on 127.0.0.1 with a :class:`~dms.subnet.Libp2pStreamTransport` and a
-:class:`~dms.subnet.SubnetRouter` whose allocation is a TUN device in a network namespace of
-its own. Between the two namespaces, in the same run:
+``Libp2pNetwork`` on 127.0.0.1 with a packet transport (``udp``, what a DMS uses: a
+:class:`~dms.subnet.UdpTransport` over a :class:`~dms.subnet.Libp2pStreamTransport` fallback;
+or ``libp2p-stream`` alone) and a :class:`~dms.subnet.SubnetRouter` whose allocation is a TUN
+device in a network namespace of its own. Between the two namespaces, in the same run:
 
 * **UDP round trip**: 64-byte datagrams one at a time (median and p99 of N);
 * **TCP bulk**: one connection sending as fast as it can for a few seconds (receiver's rate);
 
-over the subnet with segmentation offload (the default), over the subnet without it
+over the subnet on each transport with segmentation offload (the default) and without it
 (MTU-sized packets only), and over a plain veth pair between two other namespaces (MTU 1420
-too) as the baseline. Targets (issue 14): >= 200 Mbit/s and <= 1 ms added round trip.
+too) as the baseline. Floors, between the two provider processes: a 64-byte echo on one
+reused libp2p stream, and a plain (unsealed) UDP echo. Targets (issue 14, checked on ``udp``
+with offload): >= 200 Mbit/s and <= 1 ms added round trip.
 
     .venv/bin/python bench/bench_subnet.py [--seconds 5] [--rounds 300] [--profile DIR] [--vm]
 
@@ -51,10 +54,11 @@ IP_A, IP_B = "10.231.7.2", "10.231.7.3"
 VETH_A, VETH_B = "192.168.231.1", "192.168.231.2"
 ECHO_PROTOCOL = "/nunet-bench/echo/1.0.0"
 PEERS: dict[int, str] = {}  # helper pid -> its peer ID
+UECHO_PORTS: dict[int, int] = {}  # helper pid -> its plain UDP echo port
 
 
 # -- provider helper ------------------------------------------------------------------------
-def provider(netns: str, ip: str, offload: bool) -> None:
+def provider(netns: str, ip: str, offload: bool, transport_name: str) -> None:
     import ipaddress
 
     import trio
@@ -63,13 +67,24 @@ def provider(netns: str, ip: str, offload: bool) -> None:
     from dms.crypto import Ed25519PrivateKey
     from dms.network import RawStream
     from dms.network._libp2p import Libp2pNetwork
-    from dms.subnet import Libp2pStreamTransport, SubnetRouter
+    from dms.subnet import Libp2pStreamTransport, PacketTransport, SubnetRouter, UdpTransport
+
+    async def udp_echo(sock: trio.socket.SocketType) -> None:
+        while True:
+            data, source = await sock.recvfrom(2048)
+            await sock.sendto(data, source)
 
     async def main() -> None:
         net = Libp2pNetwork(Ed25519PrivateKey.generate(), ["/ip4/127.0.0.1/tcp/0"])
         async with trio.open_nursery() as nursery:
             await nursery.start(net.run)
-            transport = Libp2pStreamTransport(net)
+            transport: PacketTransport = Libp2pStreamTransport(net)
+            if transport_name == "udp":
+                transport = UdpTransport(net, transport, host="127.0.0.1")
+                await nursery.start(transport.run)
+            echo_sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            await echo_sock.bind(("127.0.0.1", 0))
+            nursery.start_soon(udp_echo, echo_sock)
             router = SubnetRouter(
                 SUBNET,
                 ipaddress.IPv4Network(CIDR),
@@ -86,6 +101,7 @@ def provider(netns: str, ip: str, offload: bool) -> None:
             net.set_stream_handler(ECHO_PROTOCOL, echo)
             print(f"PEER {net.host_id}", flush=True)
             print(f"ADDR {net.listen_addresses()[0]}", flush=True)
+            print(f"UECHO {echo_sock.getsockname()[1]}", flush=True)
             while True:
                 line = (await read_stdin_line()).split()
                 if not line or line[0] == "QUIT":
@@ -109,6 +125,25 @@ def provider(netns: str, ip: str, offload: bool) -> None:
                         times.append(time.perf_counter() - start)
                     await stream.close()
                     print(f"ECHO {' '.join(f'{t:.6f}' for t in times)}", flush=True)
+                elif line[0] == "UECHO":  # the UDP floor: 64 B datagrams, one at a time
+                    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+                    await sock.connect(("127.0.0.1", int(line[1])))
+                    times = []
+                    for _ in range(int(line[2])):
+                        start = time.perf_counter()
+                        await sock.send(bytes(64))
+                        await sock.recv(2048)
+                        times.append(time.perf_counter() - start)
+                    sock.close()
+                    print(f"UECHO {' '.join(f'{t:.6f}' for t in times)}", flush=True)
+                elif line[0] == "PATH":
+                    peer = line[1]
+                    path = (
+                        transport.path_to(SUBNET, peer)
+                        if isinstance(transport, UdpTransport)
+                        else transport.name
+                    )
+                    print(f"PATH {path}", flush=True)
                 elif line[0] == "STATS":
                     s = router.stats
                     print(
@@ -181,16 +216,21 @@ def setup_veth(ns_a: str, ns_b: str) -> None:
 
 
 @contextlib.contextmanager
-def providers(ns_a: str, ns_b: str, offload: bool) -> Iterator[tuple[Helper, Helper]]:
+def providers(
+    ns_a: str, ns_b: str, offload: bool, transport: str
+) -> Iterator[tuple[Helper, Helper]]:
     flag = "1" if offload else "0"
     me = str(Path(__file__).resolve())
     with (
-        Helper([me, "--provider", ns_path(ns_a), IP_A, flag]) as a,
-        Helper([me, "--provider", ns_path(ns_b), IP_B, flag]) as b,
+        Helper([me, "--provider", ns_path(ns_a), IP_A, flag, transport]) as a,
+        Helper([me, "--provider", ns_path(ns_b), IP_B, flag, transport]) as b,
     ):
         peer_a, peer_b = a.expect("PEER"), b.expect("PEER")
         PEERS.update({a.pid: peer_a, b.pid: peer_b})
         addr_a = a.expect("ADDR")
+        b.expect("ADDR")
+        a.expect("UECHO")
+        UECHO_PORTS[b.pid] = int(b.expect("UECHO"))
         b.tell(f"CONNECT {addr_a}")
         for h in (a, b):
             h.tell(f"ROUTES {IP_A}={peer_a} {IP_B}={peer_b}")
@@ -215,14 +255,29 @@ def measure(
     helpers: tuple[Helper, Helper] | None = None,
 ) -> dict[str, float]:
     run_probe(ns_a, "udp-rtt", ip_b, "9", "1")  # warm-up: opens the subnet streams (no echo)
+    path = ""
+    if helpers:  # the path in use, both ways, once the warm-up had time to confirm it
+        a, b = helpers
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            a.tell(f"PATH {PEERS[b.pid]}")
+            b.tell(f"PATH {PEERS[a.pid]}")
+            path = f"{a.expect('PATH')}/{b.expect('PATH')}"
+            if "libp2p-stream" not in path or "udp" not in label:
+                break
+            run_probe(ns_a, "udp-rtt", ip_b, "3", "1")
+        print(f"  {label}: packets go by {path}")
     values = udp_rtt(ns_a, ns_b, ip_b, args.rounds)
     echo: list[float] = []
+    uecho: list[float] = []
     if helpers:
         helpers[0].tell(f"ECHO {PEERS[helpers[1].pid]} {args.rounds}")
         echo = [float(v) for v in helpers[0].expect("ECHO").split()]
+        helpers[0].tell(f"UECHO {UECHO_PORTS[helpers[1].pid]} {args.rounds}")
+        uecho = [float(v) for v in helpers[0].expect("UECHO").split()]
     cpu_before = [cpu_of(h.pid) for h in helpers] if helpers else []
     spies = []
-    if helpers and args.profile and label == "subnet (offload)":
+    if helpers and args.profile and label == "subnet udp (offload)":
         for h, name in zip(helpers, ("a", "b"), strict=True):
             out = Path(args.profile) / f"subnet-provider-{name}.svg"
             spies.append(
@@ -256,6 +311,7 @@ def measure(
         "cpu_a": cpu[0] / wall * 100 if cpu else float("nan"),
         "cpu_b": cpu[1] / wall * 100 if cpu else float("nan"),
         "echo_p50": statistics.median(echo) * 1e3 if echo else float("nan"),
+        "uecho_p50": statistics.median(uecho) * 1e3 if uecho else float("nan"),
     }
     if helpers:
         for h in helpers:
@@ -378,10 +434,10 @@ def main() -> None:
     parser.add_argument("--profile", help="directory for py-spy flame graphs")
     parser.add_argument("--vm", action="store_true", help="also a micro-VM on the subnet")
     parser.add_argument("--vm-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--provider", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--provider", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.provider:
-        provider(args.provider[0], args.provider[1], args.provider[2] == "1")
+        provider(args.provider[0], args.provider[1], args.provider[2] == "1", args.provider[3])
         return
     if os.geteuid() != 0:
         raise SystemExit("bench_subnet.py needs root (network namespaces and TUN devices)")
@@ -407,26 +463,33 @@ def main() -> None:
     with namespaces(2, "bv") as (va, vb):
         setup_veth(va, vb)
         results["veth"] = measure("veth", va, vb, VETH_B, args=args)
-    for label, offload in (("subnet (offload)", True), ("subnet (no offload)", False)):
-        with namespaces(2, "bs") as (sa, sb), providers(sa, sb, offload) as helpers:
+    variants = (
+        ("subnet udp (offload)", True, "udp"),
+        ("subnet libp2p-stream (offload)", True, "libp2p-stream"),
+        ("subnet udp (no offload)", False, "udp"),
+        ("subnet libp2p-stream (no offload)", False, "libp2p-stream"),
+    )
+    for label, offload, transport in variants:
+        with namespaces(2, "bs") as (sa, sb), providers(sa, sb, offload, transport) as helpers:
             results[label] = measure(label, sa, sb, IP_B, args=args, helpers=helpers)
 
     base = results["veth"]
     print()
     print(
         "| path | TCP Mbit/s | vs veth | UDP RTT p50 | p99 | added p50 "
-        "| libp2p echo p50 (floor) | provider CPU in TCP (a / b) |"
+        "| libp2p echo p50 | plain UDP echo p50 | provider CPU in TCP (a / b) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, r in results.items():
         added = r["rtt_p50"] - base["rtt_p50"]
         cpu = "" if label == "veth" else f"{r['cpu_a']:.0f} % / {r['cpu_b']:.0f} %"
         print(
             f"| {label} | {r['mbit']:,.0f} | {r['mbit'] / base['mbit']:.3f} | "
             f"{r['rtt_p50']:.3f} ms | {r['rtt_p99']:.3f} ms | {added:+.3f} ms | "
-            f"{'' if label == 'veth' else format(r['echo_p50'], '.3f') + ' ms'} | {cpu} |"
+            f"{'' if label == 'veth' else format(r['echo_p50'], '.3f') + ' ms'} | "
+            f"{'' if label == 'veth' else format(r['uecho_p50'], '.3f') + ' ms'} | {cpu} |"
         )
-    sub = results["subnet (offload)"]
+    sub = results["subnet udp (offload)"]  # what a DMS uses
     print()
     print(
         f"targets: throughput {sub['mbit']:,.0f} Mbit/s (>= 200: "

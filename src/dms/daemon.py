@@ -32,7 +32,7 @@ from dms.network import Libp2pNetwork, Network
 from dms.node import Node
 from dms.orchestrator import OrchestratorSettings, supervision_settings
 from dms.resources import PortAllocator, ResourceManager, detect_machine
-from dms.subnet import Libp2pStreamTransport, SubnetManager
+from dms.subnet import Libp2pStreamTransport, SubnetManager, UdpTransport
 from dms.ucan import CapabilityContext, cap_path, load_context, new_context, reload_context
 
 if TYPE_CHECKING:
@@ -65,6 +65,28 @@ def tcp_listen_addresses(addresses: list[str]) -> list[str]:
     if not usable:
         raise ConfigError("p2p.listen_address has no TCP address (e.g. /ip4/0.0.0.0/tcp/9000)")
     return usable
+
+
+def subnet_udp_address(addresses: list[str]) -> tuple[str, int]:
+    """Where the ``udp`` subnet transport binds: the host and port of the first listen address.
+
+    A ``/udp/N`` address (the Go DMS's QUIC listener) gives its port; otherwise the first TCP
+    address's port number is tried for UDP too (one number to open in a firewall), and any
+    free port is used when it is taken (or 0).
+    """
+    first: tuple[str, int] | None = None
+    for address in addresses:
+        parts = address.split("/")
+        if len(parts) < 5 or parts[1] != "ip4" or parts[3] not in ("udp", "tcp"):
+            continue
+        try:
+            candidate = (parts[2], int(parts[4]))
+        except ValueError:
+            continue
+        if parts[3] == "udp":
+            return candidate
+        first = first or candidate
+    return first or ("0.0.0.0", 0)
 
 
 def load_dms_identity(
@@ -115,6 +137,8 @@ class Daemon:
             )
             resources = ResourceManager(store, detect_machine(config.general.work_dir), ports=ports)
         self.resources = resources
+        #: Carries the packets of this node's subnets (run with the daemon; None without a store).
+        self.subnet_transport: UdpTransport | None = None
         self.network = network or Libp2pNetwork(
             key,
             tcp_listen_addresses([str(a) for a in config.p2p.listen_address]),
@@ -136,8 +160,12 @@ class Daemon:
             self.node.allocations = self.allocations
             self.node.deployments.repo = DeploymentRepo(store)
             # Subnets between the allocations of an ensemble (issue 14).
+            host, port = subnet_udp_address([str(a) for a in config.p2p.listen_address])
+            self.subnet_transport = UdpTransport(
+                self.network, Libp2pStreamTransport(self.network), host=host, port=port
+            )
             self.node.subnets.manager = SubnetManager(
-                Libp2pStreamTransport(self.network),
+                self.subnet_transport,
                 local_peer=self.network.host_id,
                 state_dir=config.general.work_dir / "subnets",
             )
@@ -168,6 +196,8 @@ class Daemon:
     async def _serve(self, start: float, app: FastAPI, task_status: TaskStatus[Ready]) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.network.run)
+            if self.subnet_transport is not None:
+                await nursery.start(self.subnet_transport.run)
             await nursery.start(self.node.run)
             if self.allocations is not None:
                 await nursery.start(self.allocations.run)

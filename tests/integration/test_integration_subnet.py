@@ -188,6 +188,12 @@ def test_allocations_on_two_providers_talk_by_name_over_the_subnet(
         )
         assert body == "hello over the subnet\n"
         _until("ping", lambda: _exec(box, "ping", "-c", "1", "-W", "2", str(web_ip)), deadline)
+        # Both providers carry the packets in sealed UDP datagrams, not on the stream fallback.
+        for node in ("front", "back"):
+            log_path = net.nodes[_provider(net, manifest, node)].log_path
+            while "go over UDP" not in log_path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "go over UDP" in log_path.read_text(), node
         # The deploying DMS joined: the host reaches the private address itself.
         assert _http(f"http://{web_ip}:8080/") == "hello over the subnet\n"
         # And the published port reaches the web server from the host.

@@ -2,8 +2,11 @@
 
 The data path: :class:`SubnetRouter` (one per subnet on a node) moves packets between the TUN
 devices of the subnet's local allocations and its peers through a :class:`PacketTransport`;
-:class:`Libp2pStreamTransport` (``libp2p-stream``, protocol ``/nunet/subnet/packets/1.0.0``) is
-the transport every subnet uses today; a Go-compatible MASQUE transport would sit beside it.
+:class:`UdpTransport` (``udp``: sealed UDP datagrams keyed over the libp2p stream
+``/nunet/subnet/udp-keys/1.0.0``) carries a DMS's subnets, with :class:`Libp2pStreamTransport`
+(``libp2p-stream``, protocol ``/nunet/subnet/packets/1.0.0``) as its fallback for peers whose
+UDP endpoints do not answer and for 64 KiB offload packets; a Go-compatible MASQUE transport
+would sit beside them.
 The control plane: the orchestrator's :class:`SubnetPlan`, Go's payloads (``_wire``), and the
 node's :class:`SubnetManager` (router, ``.internal`` resolver and port mapper per subnet).
 """
@@ -33,6 +36,7 @@ from dms.subnet._tap import parse_plan as parse_tap_plan
 from dms.subnet._tap import remove as remove_tap
 from dms.subnet._transport import PacketReceiver, PacketTransport
 from dms.subnet._tun import DEVICE_PREFIX, TunError, device_name, remove_stale_devices
+from dms.subnet._udp_transport import KEYS_PROTOCOL, UdpTransport, UdpTransportStats
 from dms.subnet._wire import (
     ALLOCATION_SUBNET_BEHAVIORS,
     SUBNET_ACCEPT_PEERS,
@@ -61,6 +65,7 @@ __all__ = [
     "ALLOCATION_SUBNET_BEHAVIORS",
     "DEVICE_PREFIX",
     "DNS_DOMAIN",
+    "KEYS_PROTOCOL",
     "ORCHESTRATOR_NAME",
     "PROTOCOL",
     "SUBNET_ACCEPT_PEERS",
@@ -101,6 +106,8 @@ __all__ = [
     "SubnetStats",
     "TapPlan",
     "TunError",
+    "UdpTransport",
+    "UdpTransportStats",
     "create_tap",
     "device_name",
     "ensemble_behavior",

@@ -1,9 +1,11 @@
-"""How a subnet's packets travel between peers: an interface with one implementation today.
+"""How a subnet's packets travel between peers: the interface the router talks to.
 
-:class:`~dms.subnet.Libp2pStreamTransport` (``libp2p-stream``) carries batches of packets on
-a long-lived libp2p stream per (subnet, peer). The Go DMS carries them over MASQUE
-(CONNECT-IP in HTTP/3 datagrams on a raw QUIC connection); a Go-compatible transport would be a
-second class beside it, chosen per subnet. A router talks only to this interface.
+:class:`~dms.subnet.UdpTransport` (``udp``) carries packets in sealed UDP datagrams keyed
+over libp2p, and falls back to :class:`~dms.subnet.Libp2pStreamTransport` (``libp2p-stream``:
+batches of packets on a long-lived libp2p stream per (subnet, peer)). The Go DMS carries them
+over MASQUE (CONNECT-IP in HTTP/3 datagrams on a raw QUIC connection); a Go-compatible
+transport would be another class beside these, chosen per subnet. A router talks only to this
+interface.
 
 A packet here is what :mod:`._packets` describes (``virtio_net_hdr`` + IPv4, possibly a
 64 KiB segmentation-offload packet); a transport that needs MTU-sized plain packets segments
@@ -48,6 +50,9 @@ class PacketTransport(ABC):
 
     async def forget_peer(self, subnet_id: str, peer_id: str) -> None:  # noqa: B027
         """Drop any state kept for ``peer_id`` in ``subnet_id`` (it left the subnet)."""
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release what the transport holds (streams, handlers); it is not used afterwards."""
 
 
 __all__ = ["PacketReceiver", "PacketTransport"]
