@@ -89,6 +89,8 @@ SUSPECT_AFTER = 1.0
 HINTS_PER_SECOND = 50
 #: Seconds before a path that found no endpoint (or whose negotiation failed) is tried again.
 RETRY_AFTER = 30.0
+#: Seconds between two offers of one peer that we probe for (a peer cannot make us spray probes).
+OFFER_SPACING = 1.0
 #: Receive keys this node holds at most (one per subnet and peer).
 MAX_SESSIONS = 4096
 #: Datagrams read per wake-up before the batch is handed on.
@@ -138,6 +140,7 @@ class _Path:
     last_answer: float = 0.0
     last_probe: float = 0.0
     unanswered_since: float = 0.0  # first keepalive probe not answered yet (0: none)
+    offered_at: float = 0.0  # when the peer's last offer that we probed for arrived
     retry_at: float = 0.0
 
 
@@ -416,6 +419,10 @@ class UdpTransport(PacketTransport):
         path = self._paths.get(key)
         if path is None:
             path = self._paths[key] = _Path()
+        now = time.monotonic()
+        if now - path.offered_at < OFFER_SPACING:
+            return  # probes at most once per OFFER_SPACING per peer (each offer probes 8 places)
+        path.offered_at = now
         if self._nursery is not None:
             self._nursery.start_soon(self._learn, theirs.subnet_id, peer, path, theirs)
 
