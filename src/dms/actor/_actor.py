@@ -13,7 +13,6 @@ and every handler it was running.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
@@ -236,7 +235,15 @@ class Actor:
         Raises :class:`InvokeTimeout` when no reply arrives within ``timeout`` seconds (the
         request's expiry), or the network's error if the request cannot be delivered.
         """
-        return await self.invoke_envelope(self.message(to, behavior, payload, timeout=timeout))
+        nonce = self.security.nonce()
+        env = Envelope(
+            to=to,
+            behavior=behavior,
+            from_=self._handle,
+            nonce=nonce,
+            options=EnvelopeOptions(time.time_ns() + int(timeout * 1e9), f"{REPLY_PREFIX}{nonce}"),
+        ).with_payload(payload)
+        return await self.invoke_envelope(env)
 
     async def invoke_envelope(self, env: Envelope) -> Envelope:
         """:meth:`invoke` for a prepared envelope (``opt.cont`` is set if empty)."""
@@ -252,29 +259,30 @@ class Actor:
                 options=dataclasses.replace(env.options, reply_to=f"{REPLY_PREFIX}{env.nonce}"),
             )
         cont = env.options.reply_to
-        replies_in, replies_out = trio.open_memory_channel[Envelope](1)
+        replies: list[Envelope] = []
+        arrived = trio.Event()
 
         async def on_reply(reply: Envelope) -> None:
-            with contextlib.suppress(
-                trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError
-            ):
-                replies_in.send_nowait(reply)
+            # Runs inline in the delivering task; one-shot, so it fires at most once.
+            replies.append(reply)
+            arrived.set()
 
-        behavior = self.behaviors.add(cont, on_reply, expiry_ns=env.options.expire, one_shot=True)
+        behavior = self.behaviors.add(
+            cont, on_reply, expiry_ns=env.options.expire, one_shot=True, inline=True
+        )
         timeout = (env.options.expire - time.time_ns()) / 1e9
         deadline = trio.current_time() + max(0.0, timeout)
         try:
             with trio.move_on_at(deadline):
                 await self.send(env)
-                return await replies_out.receive()
+                await arrived.wait()
+                return replies[0]
             raise InvokeTimeout(
                 f"no reply to {env.behavior} from {env.to.address.host or 'self'}"
                 f"/{env.to.address.inbox} within {max(0.0, timeout):.3g}s"
             )
         finally:
             self.behaviors.take(behavior)
-            replies_in.close()
-            replies_out.close()
 
     async def reply(self, request: Envelope, payload: Any = None) -> Envelope:
         """Answer ``request`` on its continuation, expiring when the request does."""

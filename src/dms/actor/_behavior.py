@@ -30,6 +30,10 @@ class Behavior:
     expiry_ns: int = 0
     one_shot: bool = False
     topic: str = ""
+    #: Run in the task that delivered the message, without a task or deadline of its own: for
+    #: the actor's own handlers that never block (an invoke's reply continuation hands the
+    #: reply to the waiting caller). Not for user handlers: a blocking one would stall delivery.
+    inline: bool = False
 
     def expired(self, now_ns: int) -> bool:
         """True once past its expiry (never for ``expiry_ns`` 0)."""
@@ -51,14 +55,18 @@ class BehaviorRegistry:
         expiry_ns: int | None = None,
         one_shot: bool = False,
         topic: str | None = None,
+        inline: bool = False,
     ) -> Behavior:
-        """Register (or replace) ``name``; capabilities default to ``[name]``."""
+        """Register (or replace) ``name``; capabilities default to ``[name]``.
+
+        ``inline``: see :attr:`Behavior.inline` (internal handlers that never block only).
+        """
         if not name:
             raise InvalidInput("a behaviour needs a name")
         caps = (name,) if capabilities is None else tuple(capabilities)
         if not caps:
             raise InvalidInput(f"behaviour {name!r}: an empty capability list allows nobody")
-        behavior = Behavior(name, handler, caps, expiry_ns or 0, one_shot, topic or "")
+        behavior = Behavior(name, handler, caps, expiry_ns or 0, one_shot, topic or "", inline)
         self._behaviors[name] = behavior
         return behavior
 

@@ -157,8 +157,60 @@ def decode_did(value: Any, path: str) -> DID:
     return DID(gojson.str_value(_struct(value, _DID, path).get("uri"), f"{path}.uri"))
 
 
+def _ascii_strings(pairs: Any, names: frozenset[str]) -> dict[str, str] | None:
+    """``pairs`` as a dict when it is a decoded object whose keys are distinct members of
+    ``names`` (exactly spelled) and whose values are ASCII strings; else None.
+
+    For such an object the generic decoders return exactly these values (no case folding, no
+    repeated key, nothing for ``str_value`` to repair), which is what makes the fast path of
+    :func:`decode_handle` equivalent to the general one.
+    """
+    if type(pairs) is not gojson.Object:
+        return None
+    out = dict(pairs)
+    if len(out) != len(pairs) or not out.keys() <= names:
+        return None
+    for text in out.values():
+        if type(text) is not str or not text.isascii():
+            return None
+    return out
+
+
+_PUB = frozenset({"pub"})
+_URI = frozenset({"uri"})
+_HOST_INBOX = frozenset({"host", "inbox"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _handle_of(pub: str, uri: str, host: str, inbox: str, path: str) -> Handle:
+    """The handle with these fields, cached by value: every envelope names the same few."""
+    decoded = _id_from_pub(pub)
+    if decoded is None:
+        raise InvalidInput(f"invalid {path}.id.pub: not padded base32")
+    return Handle(decoded, DID(uri), Address(host, inbox))
+
+
 def decode_handle(value: Any, path: str) -> Handle:
-    """Decode a Handle; ``null`` is the empty handle, as in Go."""
+    """Decode a Handle; ``null`` is the empty handle, as in Go.
+
+    A handle in the form every encoder writes (keys ``id``, ``did``, ``addr`` spelled exactly,
+    once each, ASCII strings) is read directly and its :class:`Handle` shared by value; any other
+    form (null, case-folded keys, non-ASCII text, errors) takes the general path.
+    """
+    if type(value) is gojson.Object and len(value) == 3:
+        (k_id, v_id), (k_did, v_did), (k_addr, v_addr) = value
+        if k_id == "id" and k_did == "did" and k_addr == "addr":
+            pub = _ascii_strings(v_id, _PUB)
+            did = _ascii_strings(v_did, _URI)
+            addr = _ascii_strings(v_addr, _HOST_INBOX)
+            if pub is not None and did is not None and addr is not None and "pub" in pub:
+                return _handle_of(
+                    pub["pub"],
+                    did.get("uri", ""),
+                    addr.get("host", ""),
+                    addr.get("inbox", ""),
+                    path,
+                )
     f = _struct(value, _HANDLE, path)
     return Handle(
         decode_id(f.get("id"), f"{path}.id"),

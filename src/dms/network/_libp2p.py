@@ -43,6 +43,7 @@ from dms.network._base import (
     TopicValidator,
 )
 from dms.network._libp2p_dht import AddressedKadDHT, own_addresses, use_dht_protocol
+from dms.network._libp2p_eager import patch_eager_locks
 from dms.network._libp2p_keys import libp2p_key_pair
 from dms.network._libp2p_liveness import Liveness, ping_once
 from dms.network._libp2p_multiselect import cork_negotiation
@@ -136,6 +137,7 @@ class Libp2pNetwork(Network):
         )
         patch_yamux_window_updates()  # go-yamux's rule: no WINDOW_UPDATE frame per read
         patch_yamux_frame_writes()  # no debug line built per frame sent
+        patch_eager_locks()  # a signed message goes on the wire at once (no lockstep batches)
         # Noise and TLS only, never py-libp2p's default secio and plaintext (spec §11).
         secure = security_options(self._key_pair, security)
         self._host: Any = new_host(

@@ -47,6 +47,7 @@ from dms.network._frame import (
     encode_frame,
     frame_length,
 )
+from dms.network._libp2p_eager import eager_lock
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ async def send_lazily(host: Any, peer: Any, protocol: TProtocol, frame: bytes) -
 class _Link:
     """Our side of the reuse stream to one peer."""
 
-    lock: trio.Lock = field(default_factory=trio.Lock)
+    lock: trio.Lock = field(default_factory=eager_lock)
     stream: Any = None
     #: True/False once known (identify or a failed negotiation), None while unknown.
     reuse: bool | None = None

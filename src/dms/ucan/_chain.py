@@ -10,6 +10,7 @@ exactly the intended rule tripped.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Iterable
 
@@ -100,7 +101,10 @@ class VerifiedSignatures:
 
     def __init__(self, size: int = 8192) -> None:
         self._size = size
-        self._by_signature: dict[bytes, DMSToken] = {}
+        # Ordered, evicted with popitem(last=False): O(1). Popping ``next(iter(d))`` from a
+        # plain dict that keeps losing its oldest keys scans the dead slots at the front of its
+        # entry table: ~6 us per add at 8192 entries, on every fresh link of every message.
+        self._by_signature: collections.OrderedDict[bytes, DMSToken] = collections.OrderedDict()
 
     def known(self, t: DMSToken) -> bool:
         cached = self._by_signature.get(t.signature)
@@ -114,8 +118,8 @@ class VerifiedSignatures:
         return True
 
     def add(self, t: DMSToken) -> None:
-        if len(self._by_signature) >= self._size:
-            self._by_signature.pop(next(iter(self._by_signature)), None)
+        if len(self._by_signature) >= self._size and t.signature not in self._by_signature:
+            self._by_signature.popitem(last=False)
         self._by_signature[t.signature] = t
 
     def clear(self) -> None:

@@ -17,6 +17,7 @@ can move it. Methods are guarded by a lock because the actor layer may verify of
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -104,7 +105,7 @@ class CapabilityContext:
         self._revoked = RevocationSet(self._revoke)
         # Tokens received from peers, per subject, keyed by signature (unique per token). Every
         # message brings fresh tokens, so this is bounded and pruned: see _store_consumed.
-        self._consumed: dict[DID, dict[bytes, Token]] = {}
+        self._consumed: dict[DID, collections.OrderedDict[bytes, Token]] = {}
         # Tokens about ourselves (reply-continuation grants, mostly) by capability, so provide
         # finds the few that can parent a reply without scanning one per past invocation.
         self._about_us: dict[str, dict[bytes, Token]] = {}
@@ -176,19 +177,21 @@ class CapabilityContext:
         Go keeps every consumed token until a GC that never runs; a busy peer sends thousands
         a minute, and scanning them all on each check made authorisation cost grow with traffic.
         """
-        stored = self._consumed.setdefault(token.dms.subject, {})
+        stored = self._consumed.get(token.dms.subject)
+        if stored is None:
+            stored = self._consumed[token.dms.subject] = collections.OrderedDict()
         key = _token_key(token)
         stored[key] = token
         self._index_about_us(key, token, add=True)
-        while len(stored) > MAX_CONSUMED_PER_SUBJECT:
-            oldest = next(iter(stored))
-            self._index_about_us(oldest, stored.pop(oldest), add=False)
+        while len(stored) > MAX_CONSUMED_PER_SUBJECT:  # oldest first, O(1) (see VERIFIED)
+            oldest, dropped = stored.popitem(last=False)
+            self._index_about_us(oldest, dropped, add=False)
         if now >= self._next_prune:
             self._next_prune = now + CONSUMED_PRUNE_INTERVAL_NS
             for subject in list(self._consumed):
-                live = {
-                    key: t for key, t in self._consumed[subject].items() if not t.dms.expired(now)
-                }
+                live = collections.OrderedDict(
+                    (key, t) for key, t in self._consumed[subject].items() if not t.dms.expired(now)
+                )
                 if live:
                     self._consumed[subject] = live
                 else:

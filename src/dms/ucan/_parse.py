@@ -16,7 +16,7 @@ from typing import Any
 from dms import gojson
 from dms.did import DID
 from dms.errors import DMSError, TokenError
-from dms.ucan._token import Action, DMSToken, Token, TokenList
+from dms.ucan._token import Action, DMSToken, Token, TokenList, build_token
 
 _ACTIONS = frozenset(a.value for a in Action)
 _MAX_NESTING = 64
@@ -128,18 +128,18 @@ def _dms_token(value: Any, level: int) -> DMSToken:
         raise TokenError(f"invalid token: unknown action {action!r}")
     topic = gojson.strings_value(f.get("topic"), "token.topic", error=TokenError)
     chain = f.get("chain")
-    return DMSToken(
-        action=action,
-        issuer=did_from_value(f.get("iss"), "token issuer"),
-        subject=did_from_value(f.get("sub"), "token subject"),
-        audience=did_from_value(f.get("aud"), "token audience"),
-        topic=topic or (),
-        capability=gojson.strings_value(f.get("cap"), "token.cap", error=TokenError),
-        nonce=gojson.bytes_value(f.get("nonce"), "token.nonce", error=TokenError),
-        expire=gojson.uint64_value(f.get("exp"), "token.exp", error=TokenError),
-        depth=gojson.uint64_value(f.get("depth"), "token.depth", error=TokenError),
-        chain=None if chain is None else token_from_value(chain, level + 1),
-        signature=gojson.bytes_value(f.get("sig"), "token.sig", error=TokenError) or b"",
+    return build_token(  # every field checked above or by its converter
+        action,
+        did_from_value(f.get("iss"), "token issuer"),
+        did_from_value(f.get("sub"), "token subject"),
+        did_from_value(f.get("aud"), "token audience"),
+        topic or (),
+        gojson.strings_value(f.get("cap"), "token.cap", error=TokenError),
+        gojson.bytes_value(f.get("nonce"), "token.nonce", error=TokenError),
+        gojson.uint64_value(f.get("exp"), "token.exp", error=TokenError),
+        gojson.uint64_value(f.get("depth"), "token.depth", error=TokenError),
+        None if chain is None else token_from_value(chain, level + 1),
+        gojson.bytes_value(f.get("sig"), "token.sig", error=TokenError) or b"",
     )
 
 
