@@ -10,10 +10,16 @@ import pytest
 import trio
 
 from dms.crypto import Ed25519PrivateKey, peer_id_from_public_key
-from dms.errors import NetworkError
+from dms.errors import InvalidInput, NetworkError
 from dms.network import MAX_MESSAGE_SIZE
 from dms.network._libp2p import Libp2pNetwork
-from dms.network._libp2p_streams import REUSE_PROTOCOL, go_protocol
+from dms.network._libp2p_streams import (
+    REUSE_PROTOCOL,
+    announcement_frame,
+    go_protocol,
+    parse_announcement,
+    split_reuse_body,
+)
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 
@@ -256,62 +262,72 @@ async def test_bootstrap_peers_and_bad_addresses() -> None:
                 await a.connect("/ip4/127.0.0.1/tcp/1")
 
 
-async def test_new_inbox_is_announced_and_reused() -> None:
+def count_new_streams(net: Libp2pNetwork) -> list[object]:
+    """The protocols of every stream ``net`` opens from now on."""
+    opened: list[object] = []
+    original = net._host.new_stream
+
+    async def counting_new_stream(peer: object, protocols: list[str]) -> object:
+        opened.append(protocols)
+        return await original(peer, protocols)
+
+    net._host.new_stream = counting_new_stream
+    return opened
+
+
+async def test_a_new_inbox_is_announced_with_the_next_message_and_then_reused() -> None:
+    """b's fresh inbox reaches a with b's next message to a, in the same write: a answers it
+    on its reuse stream at once (no new stream per message, no push to every peer)."""
     a, b = new_net(), new_net()
-    async with running(a, b):
-        await a.connect(b.listen_addresses()[0])
-        await wait_identified(a, b)
-        got, handler = collector()
-        b.register_inbox("alloc-1", handler)
-        await wait_for(
-            lambda: any(go_protocol("alloc-1") in p.protocols for p in a.peers()), timeout=5
-        )
-        opened: list[object] = []
-        original = a._host.new_stream
-
-        async def counting_new_stream(peer: object, protocols: list[str]) -> object:
-            opened.append(protocols)
-            return await original(peer, protocols)
-
-        a._host.new_stream = counting_new_stream
-        for i in range(5):
-            await a.send(b.host_id, "alloc-1", b"%d" % i, timeout=5)
-        await wait_for(lambda: len(got) == 5)
-        assert opened == [[REUSE_PROTOCOL]]
-
-
-async def test_short_lived_inboxes_are_not_pushed_but_lasting_ones_are() -> None:
-    """A reply inbox that lives for one request (every REST call makes one) must not cost a
-    protocol push to every peer; one that lasts is announced, and so is its removal."""
-    a, b = new_net(), new_net()
+    got_a, handler_a = collector()
+    a.register_inbox("root", handler_a)  # before connecting, as a node's root inbox is
     async with running(a, b):
         await a.connect(b.listen_addresses()[0])
         await wait_identified(a, b)
         await wait_identified(b, a)
-        pushes: list[object] = []
-        original = b._push_identify
+        got, handler = collector()
+        b.register_inbox("alloc-1", handler)  # after identify: a has not heard of it
+        assert not any(go_protocol("alloc-1") in p.protocols for p in a.peers())
+        await b.send(a.host_id, "root", b"from b", timeout=5)  # carries b's inbox list
+        await wait_for(lambda: len(got_a) == 1)
 
-        async def counting_push(peer: object) -> None:
-            pushes.append(peer)
-            await original(peer)  # type: ignore[arg-type]
+        opened = count_new_streams(a)
+        for i in range(5):
+            await a.send(b.host_id, "alloc-1", b"%d" % i, timeout=5)
+        await wait_for(lambda: len(got) == 5)
+        assert opened == [[REUSE_PROTOCOL]]
+        assert [data for data, _ in got] == [b"0", b"1", b"2", b"3", b"4"]
 
-        b._push_identify = counting_push  # type: ignore[method-assign]
+
+async def test_a_removed_inbox_is_announced_too_and_unknown_ones_take_the_go_protocol() -> None:
+    a, b = new_net(), new_net()
+    got_a, handler_a = collector()
+    a.register_inbox("root", handler_a)  # before connecting, as a node's root inbox is
+    async with running(a, b):
+        await a.connect(b.listen_addresses()[0])
+        await wait_identified(a, b)
+        await wait_identified(b, a)
         _, handler = collector()
-        for i in range(20):  # 20 inboxes of 5 ms, one every 10 ms: none lasts a window
-            b.register_inbox(f"user-{i}", handler)
-            await trio.sleep(0.005)
-            b.unregister_inbox(f"user-{i}")
-            await trio.sleep(0.005)
-        await trio.sleep(0.2)  # two batch windows after the last one
-        assert pushes == []
-        store = a._host.get_peerstore()
-
-        def announced() -> bool:
-            return go_protocol("orchestrator") in set(store.get_protocols(b._host.get_id()))
-
         b.register_inbox("orchestrator", handler)
-        await wait_for(announced, timeout=5)
-        assert len(pushes) == 1
+        await b.send(a.host_id, "root", b"1", timeout=5)
+        await wait_for(lambda: len(got_a) == 1)
         b.unregister_inbox("orchestrator")
-        await wait_for(lambda: not announced(), timeout=5)
-        assert len(pushes) == 2
+        await b.send(a.host_id, "root", b"2", timeout=5)  # announces the removal
+        await wait_for(lambda: len(got_a) == 2)
+        # a no longer believes in it: the Go protocol's negotiation says it is gone
+        opened = count_new_streams(a)
+        with pytest.raises(NetworkError):
+            await a.send(b.host_id, "orchestrator", b"late", timeout=5)
+        assert opened == [[go_protocol("orchestrator")]]
+
+
+def test_inbox_announcements_round_trip_and_malformed_ones_are_refused() -> None:
+    names = frozenset({"root", "orchestrator-\u00e9", "reply-1234"})
+    frame = announcement_frame(names)
+    assert frame is not None
+    inbox, data = split_reuse_body(frame[8:])
+    assert inbox == "" and parse_announcement(data) == names
+    assert parse_announcement(b"") == frozenset()
+    for bad in (b"\x05\x00ab", b"\x00\x00", b"\x01", b"\x02\x00\xff\xfe"):
+        with pytest.raises(InvalidInput):
+            parse_announcement(bad)

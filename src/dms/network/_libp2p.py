@@ -22,7 +22,6 @@ import multiaddr
 import trio
 from libp2p import new_host
 from libp2p.custom_types import TProtocol
-from libp2p.identity.identify_push.identify_push import push_identify_to_peer
 from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
@@ -58,6 +57,7 @@ from dms.network._libp2p_streams import (
     close_quietly,
     go_protocol,
     network_errors,
+    parse_announcement,
     read_exactly,
     read_frame_header,
     reset_quietly,
@@ -153,8 +153,11 @@ class Libp2pNetwork(Network):
         self._id: ID = self._host.get_id()
         assert str(self._id) == str(peer_id_from_public_key(key.public_key))
         self._reuse = reuse_streams
-        self._sender = StreamSender(self._host, reuse=reuse_streams)
         self._inboxes: dict[str, InboxHandler] = {}
+        self._inbox_names: frozenset[str] = frozenset()  # announced in-band (_libp2p_streams)
+        self._sender = StreamSender(
+            self._host, reuse=reuse_streams, inboxes=lambda: self._inbox_names
+        )
         if reuse_streams:
             self._host.set_stream_handler(REUSE_PROTOCOL, self._handle_reuse_stream)
         self._pubsub = make_pubsub(self._host, gossip or GossipSettings())
@@ -168,7 +171,6 @@ class Libp2pNetwork(Network):
             on_dead=self._sender.drop,
         )
         self._topics: dict[str, trio.CancelScope] = {}
-        self._inboxes_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._running = False
         self._local_send, self._local_recv = trio.open_memory_channel[tuple[str, bytes]](
@@ -225,7 +227,6 @@ class Libp2pNetwork(Network):
                 nursery.start_soon(self._liveness.run)
                 nursery.start_soon(self._local_delivery)
                 nursery.start_soon(self._routing_table_loop)
-                nursery.start_soon(self._announce_inboxes)
                 for address in self._bootstrap:
                     nursery.start_soon(self._bootstrap_one, address)
                 task_status.started()
@@ -268,56 +269,12 @@ class Libp2pNetwork(Network):
             await self._handle_go_stream(inbox, stream)
 
         self._host.set_stream_handler(go_protocol(inbox), handle)
-        self._inboxes_changed.set()
+        self._inbox_names = frozenset(self._inboxes)
 
     def unregister_inbox(self, inbox: str) -> None:
         if self._inboxes.pop(inbox, None) is not None:
             self._host.remove_stream_handler(go_protocol(inbox))
-            self._inboxes_changed.set()
-
-    async def _announce_inboxes(self) -> None:
-        """Identify-push our protocol list to our own peers when inboxes change.
-
-        A sender uses the reuse stream only for inboxes the receiver listed in identify (an
-        unlisted inbox goes over the Go protocol, whose negotiation fails if it really does not
-        exist), so a fresh inbox must be announced or it costs a new stream per message. Only
-        peers that speak the reuse protocol benefit, so only they get the push; each push is
-        bounded (the library's own push has no deadline).
-
-        A push goes out only when the set of inboxes that lived through a whole batch window
-        differs from the last one pushed. A REST reply inbox lives for one request (a few ms),
-        so a client polling every 50 ms made every window "changed", and pushing to every peer
-        cost us and each peer a stream, a signed record and a parse per request: O(peers) per
-        request, 18 % of node0's CPU during a deployment with 100 peers. Such an inbox is never
-        announced now (its one reply takes the Go protocol, as before the push reached the
-        sender); an inbox registered during a window is examined again in the next one (its
-        registration set the fresh event), so a lasting inbox is announced after 50-100 ms.
-        Peers that connect between pushes get the current list from identify on connect.
-        """
-        announced: frozenset[str] = frozenset()  # as if nothing was announced yet
-        while True:
-            await self._inboxes_changed.wait()
-            self._inboxes_changed = trio.Event()  # changes from now on: the next window
-            before = frozenset(self._inboxes)
-            await trio.sleep(0.05)  # batch a burst of registrations
-            now = frozenset(self._inboxes)
-            target = now & (announced | before)  # drop the gone; add those that lasted
-            if target == announced:
-                continue
-            announced = target
-            store = self._host.get_peerstore()
-            async with trio.open_nursery() as nursery:
-                for peer in self._host.get_connected_peers():
-                    try:
-                        ours = REUSE_PROTOCOL in store.get_protocols(peer)
-                    except Exception:
-                        ours = False
-                    if ours:
-                        nursery.start_soon(self._push_identify, peer)
-
-    async def _push_identify(self, peer: ID) -> None:
-        with trio.move_on_after(self._timeout):
-            await push_identify_to_peer(self._host, peer)
+            self._inbox_names = frozenset(self._inboxes)
 
     async def send(self, peer_id: str, inbox: str, data: bytes, *, timeout: float) -> None:
         if peer_id == self.host_id:
@@ -396,6 +353,9 @@ class Libp2pNetwork(Network):
                 with trio.fail_after(self._read_timeout):
                     body = await read_exactly(stream, length)
                 inbox, data = split_reuse_body(body)
+                if not inbox:  # the peer's inboxes, announced before a message from a new one
+                    self._sender.learn(stream.muxed_conn.peer_id, parse_announcement(data))
+                    continue
                 await self._deliver(inbox, data, remote)
         except Exception as exc:
             log.info("reuse stream from %s closed: %s: %s", remote, type(exc).__name__, exc)
