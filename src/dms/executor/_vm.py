@@ -585,8 +585,8 @@ class VmExecutor(Executor):
         for directory in directories:
             marker = _read_marker(directory)
             execution_id = str(marker.get("execution_id") or directory.name)
-            if self._known(execution_id):
-                continue
+            if self._known(execution_id) or execution_id in self._starting:
+                continue  # ours, or being started now (its directory is being written)
             request = ExecutionRequest(
                 job_id=str(marker.get("job_id") or ""),
                 execution_id=execution_id,
