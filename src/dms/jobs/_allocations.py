@@ -156,8 +156,12 @@ class AllocationManager:
         live = {r.allocation_id for r in records if r.live}
         problems: dict[str, str] = {}
         async with trio.open_nursery() as nursery:
+            known = set(self.registry.names())
             for name in PERSISTENT_EXECUTORS:
-                nursery.start_soon(self._open_persistent, name, live, problems)
+                if name in known:  # (a registry may leave some out: tests, benches)
+                    nursery.start_soon(self._open_persistent, name, live, problems)
+                else:
+                    problems[name] = f"the {name} executor is not in this node's registry"
         for record in records:
             if record.allocation_id in self._allocations:
                 continue
