@@ -321,6 +321,39 @@ async def test_a_removed_inbox_is_announced_too_and_unknown_ones_take_the_go_pro
         assert opened == [[go_protocol("orchestrator")]]
 
 
+async def test_a_message_to_a_stale_inbox_is_dropped_and_the_sender_corrected_at_once() -> None:
+    """a still believes in b's one-shot reply inbox (b announced it, then dropped it without
+    writing to a again): the message is dropped by b, which tells a its inboxes at once, so
+    a's next try is refused outright."""
+    a, b = new_net(), new_net()
+    got_a, handler_a = collector()
+    a.register_inbox("root", handler_a)
+    async with running(a, b):
+        await a.connect(b.listen_addresses()[0])
+        await wait_identified(a, b)
+        await wait_identified(b, a)
+        got, handler = collector()
+        b.register_inbox("reply-1", handler)
+        await b.send(a.host_id, "root", b"request", timeout=5)
+        await wait_for(lambda: len(got_a) == 1)
+        await a.send(b.host_id, "reply-1", b"reply", timeout=5)
+        await wait_for(lambda: len(got) == 1)
+        b.unregister_inbox("reply-1")
+        await a.send(b.host_id, "reply-1", b"replayed", timeout=5)  # b takes it, drops it
+
+        async def refused() -> bool:
+            try:
+                await a.send(b.host_id, "reply-1", b"again", timeout=5)
+            except NetworkError:
+                return True
+            return False
+
+        with trio.fail_after(5):
+            while not await refused():
+                await trio.sleep(0.05)
+        assert len(got) == 1
+
+
 def test_inbox_announcements_round_trip_and_malformed_ones_are_refused() -> None:
     names = frozenset({"root", "orchestrator-\u00e9", "reply-1234"})
     frame = announcement_frame(names)

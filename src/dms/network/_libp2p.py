@@ -14,7 +14,9 @@ order (our tasks, then pubsub, then the DHT, then the host) with the library's k
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -155,6 +157,7 @@ class Libp2pNetwork(Network):
         self._reuse = reuse_streams
         self._inboxes: dict[str, InboxHandler] = {}
         self._inbox_names: frozenset[str] = frozenset()  # announced in-band (_libp2p_streams)
+        self._reannounced: dict[ID, float] = {}  # peer -> when we last corrected its view
         self._sender = StreamSender(
             self._host, reuse=reuse_streams, inboxes=lambda: self._inbox_names
         )
@@ -311,6 +314,19 @@ class Libp2pNetwork(Network):
         async for inbox, data in self._local_recv:
             await self._deliver(inbox, data, self.host_id)
 
+    def _reannounce(self, peer: ID) -> None:
+        """Send ``peer`` our inbox list soon (at most once a second per peer)."""
+        now = trio.current_time()
+        if self._nursery is None or now - self._reannounced.get(peer, -math.inf) < 1.0:
+            return
+        self._reannounced[peer] = now
+
+        async def announce() -> None:
+            with trio.move_on_after(self._timeout), contextlib.suppress(Exception):
+                await self._sender.announce(peer)
+
+        self._nursery.start_soon(announce)
+
     async def _deliver(self, inbox: str, data: bytes, remote: str) -> None:
         handler = self._inboxes.get(inbox)
         if handler is None:
@@ -355,6 +371,10 @@ class Libp2pNetwork(Network):
                 inbox, data = split_reuse_body(body)
                 if not inbox:  # the peer's inboxes, announced before a message from a new one
                     self._sender.learn(stream.muxed_conn.peer_id, parse_announcement(data))
+                    continue
+                if inbox not in self._inboxes:  # the peer's view of our inboxes is stale
+                    log.info("message for unknown inbox %r from %s dropped", inbox, remote)
+                    self._reannounce(stream.muxed_conn.peer_id)
                     continue
                 await self._deliver(inbox, data, remote)
         except Exception as exc:

@@ -19,8 +19,10 @@ Two wire protocols carry the same 8-byte little-endian length-prefixed frames
   (an orchestrator, an allocation, a request's reply inbox) also learns that it may answer it
   on its own reuse stream, and only the peers we talk to hear of it (identify-pushing the
   protocol list to every peer cost O(peers) per change: 19 % of an orchestrating node's CPU
-  with 100 peers). py-libp2p 0.8.1 spends ~5 ms of CPU
-  opening a stream (multistream-select, Yamux window updates, Noise frames), against ~1.7 ms
+  with 100 peers). A receiver that gets a frame for an inbox it no longer has drops it and
+  announces its list back at once, so the sender's next try gets the Go protocol's definite
+  refusal. py-libp2p 0.8.1 spends ~5 ms of CPU opening a stream (multistream-select, Yamux
+  window updates, Noise frames), against ~1.7 ms
   for a round trip on an open one (spec/py-libp2p-0.8.1.md §2), so peers that advertise this
   protocol in identify share one stream per direction.
 
@@ -381,6 +383,18 @@ class StreamSender:
                         raise
                     log.debug("reuse stream to %s failed (%s); reopening", peer, exc)
         return True  # pragma: no cover - the loop returns or raises
+
+    async def announce(self, peer: Any) -> None:
+        """Tell ``peer`` our inboxes now (it wrote to one we do not have: its view is stale).
+
+        Only on a reuse stream (a Go-only peer has no use for the list); caller holds the
+        deadline.
+        """
+        link = self._links.setdefault(peer, _Link())
+        if link.reuse is False:
+            return
+        link.told = None
+        await self._send_reused(peer, link, b"")
 
     async def drop(self, peer: Any) -> None:
         """Forget the peer's reuse stream (dead or frozen peer); the next send reopens one."""
