@@ -114,6 +114,10 @@ class UdpTransportStats:
     dropped_unknown_session: int = 0
     dropped_unopened: int = 0  # forged, replayed or corrupt
     dropped_malformed: int = 0  # opened, but the payload is not what its kind says
+    # Benign races, counted apart: a probe that came before the peer's offer was read here
+    # (it probes again), an answer to a probe whose challenge is no longer outstanding.
+    probes_early: int = 0
+    answers_stale: int = 0
     dropped_send_failed: int = 0  # the socket refused a datagram (buffer full, no route)
     offers_refused: int = 0
 
@@ -514,7 +518,7 @@ class UdpTransport(PacketTransport):
     def _answer_probe(self, inbound: _Inbound, challenge: bytes, source: Endpoint) -> None:
         path = self._paths.get((inbound.subnet_id, inbound.peer))
         if path is None or path.sealer is None:
-            self.stats.dropped_malformed += 1  # a probe before the peer told us its key
+            self.stats.probes_early += 1  # before we read the peer's offer: it probes again
             return
         self._sendto(path.sealer.seal(PROBE_ACK, challenge), source)
 
@@ -522,7 +526,7 @@ class UdpTransport(PacketTransport):
         path = self._paths.get((inbound.subnet_id, inbound.peer))
         endpoint = path.challenges.pop(challenge, None) if path is not None else None
         if path is None or endpoint is None:
-            self.stats.dropped_malformed += 1
+            self.stats.answers_stale += 1  # (a second endpoint's answer, or a late one)
             return
         path.last_answer = time.monotonic()
         path.unanswered_since = 0.0
