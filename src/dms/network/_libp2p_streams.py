@@ -367,7 +367,7 @@ class StreamSender:
                 stream = link.stream
                 data = frame
                 current = self._inboxes()
-                if link.told != current:
+                if link.told is not current:  # a change makes a new frozenset
                     announcement = announcement_frame(current)
                     if announcement is not None:
                         data = announcement + frame

@@ -137,7 +137,6 @@ class _Path:
 
     state: str = "new"  # new | negotiating | probing | up | failed
     sealer: Sealer | None = None
-    candidates: tuple[Endpoint, ...] = ()
     endpoint: Endpoint | None = None
     challenges: dict[bytes, Endpoint] = field(default_factory=dict)
     confirmed: trio.Event = field(default_factory=trio.Event)
@@ -331,7 +330,7 @@ class UdpTransport(PacketTransport):
             return  # the same keys, offered again (both sides negotiated at once)
         candidates = _candidates(offer.endpoints, self._peer_ips(peer_id))
         path.sealer = Sealer(offer.session, offer.key)
-        path.candidates, path.endpoint = candidates, None
+        path.endpoint = None
         path.challenges.clear()
         path.unanswered_since = 0.0
         confirmed = path.confirmed = trio.Event()
