@@ -128,9 +128,19 @@ const ops = {
     return { peer: conn.remotePeer.toString(), encryption: conn.encryption, multiplexer: conn.multiplexer }
   },
   async identify ({ peer }) {
-    const result = await node.services.identify.identify(connectionTo(peer), {
-      signal: AbortSignal.timeout(TIMEOUT)
-    })
+    // js runs its own identify on connect and allows one outbound identify stream at a time:
+    // when ours races it, wait for that one to finish and ask again.
+    const signal = AbortSignal.timeout(TIMEOUT)
+    let result
+    for (;;) {
+      try {
+        result = await node.services.identify.identify(connectionTo(peer), { signal })
+        break
+      } catch (err) {
+        if (err.name !== 'TooManyOutboundProtocolStreamsError' || signal.aborted) throw err
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
     return {
       peer: result.peerId.toString(),
       protocols: result.protocols,
