@@ -10,6 +10,7 @@ check and the restart of a killed container.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import time
 import uuid
@@ -436,12 +437,17 @@ async def test_commitments_that_never_become_allocations_expire(
     provider, _, _, _ = await world(nursery, tmp_path, stack)
     free = await trio.to_thread.run_sync(provider.resources.free)
 
+    committed_at = time.time_ns()
+
     def commit() -> None:
-        provider.resources.commit("ens-t_a", "ens-t", "a", SMALL, 0.2)
+        provider.resources.commit("ens-t_a", "ens-t", "a", SMALL, 0.2, now=committed_at)
         provider.resources.ports.allocate("ens-t_a", 2)
 
     await trio.to_thread.run_sync(commit)
-    assert await trio.to_thread.run_sync(provider.resources.free) != free
+    # Read at the commit's own instant: a loaded machine can take longer than the TTL to get
+    # here, and the commitment must not count as lapsed before the expiry loop even ran.
+    held = functools.partial(provider.resources.free, now=committed_at)
+    assert await trio.to_thread.run_sync(held) != free
     nursery.start_soon(provider.resources.run_expiry, 0.05)
     # The expiry pass releases the commitment, then the port leases: wait for both.
     with trio.fail_after(5):
