@@ -48,7 +48,12 @@ from dms.network._libp2p_eager import patch_eager_locks
 from dms.network._libp2p_keys import libp2p_key_pair
 from dms.network._libp2p_liveness import Liveness, ping_once
 from dms.network._libp2p_multiselect import cork_negotiation
-from dms.network._libp2p_pubsub import GossipSettings, libp2p_validator, make_pubsub
+from dms.network._libp2p_pubsub import (
+    GossipSettings,
+    libp2p_validator,
+    make_pubsub,
+    message_source,
+)
 from dms.network._libp2p_redial import redial_promptly
 from dms.network._libp2p_security import DEFAULT_SECURITY, harden_upgrader, security_options
 from dms.network._libp2p_streams import (
@@ -65,7 +70,12 @@ from dms.network._libp2p_streams import (
     reset_quietly,
     split_reuse_body,
 )
-from dms.network._libp2p_yamux import patch_yamux_frame_writes, patch_yamux_window_updates
+from dms.network._libp2p_tcp_reads import patch_buffered_tcp_reads
+from dms.network._libp2p_yamux import (
+    patch_yamux_frame_reads,
+    patch_yamux_frame_writes,
+    patch_yamux_window_updates,
+)
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -139,7 +149,9 @@ class Libp2pNetwork(Network):
         )
         patch_yamux_window_updates()  # go-yamux's rule: no WINDOW_UPDATE frame per read
         patch_yamux_frame_writes()  # no debug line built per frame sent
+        patch_yamux_frame_reads()  # plain frames applied without the library's per-frame work
         patch_eager_locks()  # a signed message goes on the wire at once (no lockstep batches)
+        patch_buffered_tcp_reads()  # one recv per arrival, not two per Noise message
         # Noise and TLS only, never py-libp2p's default secio and plaintext (spec §11).
         secure = security_options(self._key_pair, security)
         self._host: Any = new_host(
@@ -415,18 +427,18 @@ class Libp2pNetwork(Network):
                 while True:
                     msg = await subscription.get()
                     try:
-                        source = ID(msg.from_id)
+                        source, source_text = message_source(bytes(msg.from_id))
                     except Exception:
                         continue
                     if source == self._id:
                         continue
-                    handlers.start_soon(self._call_topic_handler, topic, handler, msg, source)
+                    handlers.start_soon(self._call_topic_handler, topic, handler, msg, source_text)
 
     async def _call_topic_handler(
-        self, topic: str, handler: TopicHandler, msg: Any, source: ID
+        self, topic: str, handler: TopicHandler, msg: Any, source: str
     ) -> None:
         try:
-            await handler(bytes(msg.data), str(source))
+            await handler(bytes(msg.data), source)
         except Exception:
             log.exception("topic %s handler failed on a message from %s", topic, source)
 

@@ -10,6 +10,7 @@ expose, so :func:`patch_pubsub_queues` raises them once per process.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 
 from dms.network._base import TopicValidator, Validation
+from dms.network._libp2p_gossip_reader import InlinePubsub
 from dms.network._libp2p_records import patch_signed_records
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,10 @@ class GossipSettings:
 
 
 def make_pubsub(host: Any, settings: GossipSettings) -> Pubsub:
-    """A strict-signing Pubsub over a GossipSub router configured by ``settings``."""
+    """A strict-signing Pubsub over a GossipSub router configured by ``settings``.
+
+    The read loop is :class:`._libp2p_gossip_reader.InlinePubsub`'s (no task per message).
+    """
     patch_pubsub_queues()
     patch_signed_records()
     router = GossipSub(
@@ -84,13 +89,25 @@ def make_pubsub(host: Any, settings: GossipSettings) -> Pubsub:
         max_messages_per_topic_per_second=settings.max_messages_per_topic_per_second,
         eclipse_protection_enabled=settings.eclipse_protection,
     )
-    return Pubsub(
+    return InlinePubsub(
         host,
         router,
         strict_signing=True,
         seen_ttl=settings.seen_ttl,
         validation_timeout=settings.validation_timeout,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def message_source(from_id: bytes) -> tuple[ID, str]:
+    """A message's signed ``from`` as a peer ID and its base58 text, remembered.
+
+    base58 is pure-Python big-integer arithmetic (tens of microseconds), cached only per ``ID``
+    object, and a gossip message needed a fresh one two or three times on its way to a handler.
+    Bounded; the ID object is shared by the callers, which only read it.
+    """
+    source = ID(from_id)
+    return source, source.to_base58()
 
 
 def libp2p_validator(
@@ -107,13 +124,13 @@ def libp2p_validator(
 
     def validate(forwarder: ID, msg: Any) -> bool:
         try:
-            source = ID(msg.from_id)
+            source, source_text = message_source(bytes(msg.from_id))
         except Exception:
             return False
         if source == self_id:
             return True
         try:
-            verdict = validator(bytes(msg.data), str(source))
+            verdict = validator(bytes(msg.data), source_text)
         except Exception:
             log.exception("pubsub validator for %s raised; rejecting", topic)
             return False
