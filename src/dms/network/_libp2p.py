@@ -48,6 +48,8 @@ from dms.network._libp2p_eager import patch_eager_locks
 from dms.network._libp2p_keys import libp2p_key_pair
 from dms.network._libp2p_liveness import Liveness, ping_once
 from dms.network._libp2p_multiselect import cork_negotiation
+from dms.network._libp2p_notify import patch_stream_notifications
+from dms.network._libp2p_peer_ids import patch_peer_id_parsing
 from dms.network._libp2p_pubsub import (
     GossipSettings,
     libp2p_validator,
@@ -151,6 +153,8 @@ class Libp2pNetwork(Network):
         patch_yamux_frame_writes()  # no debug line built per frame sent
         patch_yamux_frame_reads()  # plain frames applied without the library's per-frame work
         patch_eager_locks()  # a signed message goes on the wire at once (no lockstep batches)
+        patch_stream_notifications()  # no task per notifee per stream opened or closed
+        patch_peer_id_parsing()  # a peer ID's text is parsed once, not per stream
         patch_buffered_tcp_reads()  # one recv per arrival, not two per Noise message
         # Noise and TLS only, never py-libp2p's default secio and plaintext (spec §11).
         secure = security_options(self._key_pair, security)

@@ -56,7 +56,9 @@ from dms.network._frame import (
     encode_frame,
     frame_length,
 )
+from dms.network._libp2p_cork import corked, patch_corkable_writes, tcp_stream_of
 from dms.network._libp2p_eager import eager_lock
+from dms.network._libp2p_multiselect import ReplayReader
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ _GO_PREFIX = "actor/"
 _GO_SUFFIX = "/messages/0.0.1"
 _INBOX_LEN = struct.Struct("<H")
 _CLOSE_TIMEOUT = 1.0
+#: Largest Go-style write sent corked: well inside a fresh Yamux stream's 256 KiB send window.
+CORK_LIMIT = 64 * 1024
 
 
 def go_protocol(inbox: str) -> TProtocol:
@@ -238,22 +242,59 @@ async def send_lazily(host: Any, peer: Any, protocol: TProtocol, frame: bytes) -
     For a protocol the peer advertised: a listener that accepts it echoes the header and the
     protocol, then its handler reads the frame that was already buffered. If it answers
     anything else (``na``: the inbox is gone) the stream is reset and :class:`NetworkError`
-    raised, as a refused negotiation would. The caller holds the deadline.
+    raised, as a refused negotiation would. The caller holds the deadline. Up to
+    :data:`CORK_LIMIT` bytes, the stream is opened, written and half-closed under
+    :func:`~._libp2p_cork.corked`: its SYN, data and FIN leave in one socket write.
     """
-    stream = await host.get_network().new_stream(peer)
+    network = host.get_network()
+    data = _MULTISTREAM_HEADER + encode_delim(protocol.encode()) + frame
+    tcp: list[Any] = []
+    if len(data) <= CORK_LIMIT:  # see _libp2p_cork: nothing in the block may wait for credit
+        tcp = [t for c in network.get_connections(peer) if (t := tcp_stream_of(c)) is not None]
+    async with corked(tcp):  # SYN, data and FIN in one socket write
+        stream = await network.new_stream(peer)
+        try:
+            await stream.write(data)
+            await stream.close_write()
+        except BaseException:
+            await reset_quietly(stream)
+            raise
     try:
-        await stream.write(_MULTISTREAM_HEADER + encode_delim(protocol.encode()) + frame)
-        await stream.close_write()
-        communicator = MultiselectCommunicator(stream)
-        if (header := await communicator.read()) != MULTISELECT_PROTOCOL_ID:
-            raise NetworkError(f"peer answered {header[:60]!r} to the multistream header")
-        if (answer := await communicator.read()) != protocol:
-            raise NetworkError(f"peer does not accept {protocol} (answered {answer[:60]!r})")
+        await _check_echoes(stream, protocol)
     except BaseException:
         await reset_quietly(stream)
         raise
     stream.set_protocol(protocol)
     await close_quietly(stream)
+
+
+async def _check_echoes(stream: Any, protocol: TProtocol) -> None:
+    """Check the listener echoed the multistream header and ``protocol``, and nothing else.
+
+    An accepting listener's answer is known to the byte (``header ‖ protocol``, each
+    varint-delimited), and ours and Go's send it in one frame, so it is read in one call where
+    reading it as two delimited messages takes four (each varint byte is a read of its own,
+    with the stream's locks and the muxer's bookkeeping). Anything else (``na``, a different
+    header, a short answer, an error) is parsed message by message, from the bytes already
+    read, exactly as before, for the same errors.
+    """
+    expected = _MULTISTREAM_HEADER + encode_delim(protocol.encode())
+    got = b""
+    try:
+        while len(got) < len(expected) and expected.startswith(got):
+            chunk = await stream.read(len(expected) - len(got))
+            if not chunk:
+                break
+            got += chunk
+    except Exception:  # the slow path below reads again and reports it as before
+        pass
+    if got == expected:
+        return
+    communicator = MultiselectCommunicator(ReplayReader(got, stream))
+    if (header := await communicator.read()) != MULTISELECT_PROTOCOL_ID:
+        raise NetworkError(f"peer answered {header[:60]!r} to the multistream header")
+    if (answer := await communicator.read()) != protocol:
+        raise NetworkError(f"peer does not accept {protocol} (answered {answer[:60]!r})")
 
 
 @dataclass
@@ -285,6 +326,7 @@ class StreamSender:
         reuse: bool,
         inboxes: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
+        patch_corkable_writes()  # send_lazily's one-write opening (_libp2p_cork)
         self._host = host
         self._reuse = reuse
         self._inboxes = inboxes
