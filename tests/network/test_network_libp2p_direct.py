@@ -232,6 +232,9 @@ async def test_ping_peers_and_find_peer() -> None:
         assert 0 < rtt < 1
         info = {p.peer_id: p for p in a.peers()}
         assert info[b.host_id].rtt_seconds == rtt
+        # is_connected agrees with peers(), without rendering them
+        assert a.is_connected(b.host_id) and not a.is_connected(c.host_id)
+        assert not a.is_connected("not a peer id") and not a.is_connected("")
         assert any("/tcp/" in addr for addr in info[b.host_id].addresses)
         assert list(await a.find_peer(b.host_id)) == list(info[b.host_id].addresses)
         # c is only known through b's DHT

@@ -40,6 +40,7 @@ async def test_direct_messages_carry_the_authenticated_sender() -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert sorted(got) == [(b"hello", "peerA"), (b"self", "peerB")]
         assert [p.peer_id for p in a.peers()] == ["peerB"]
+        assert a.is_connected("peerB") and not a.is_connected("peerC")
         nursery.cancel_scope.cancel()
 
 

@@ -81,6 +81,9 @@ class _FakeNetwork:
     def peers(self) -> list[PeerInfo]:
         return self.listed
 
+    def is_connected(self, peer_id: str) -> bool:
+        return any(p.peer_id == peer_id for p in self.listed)
+
 
 def test_poll_tracks_protocols_and_scores() -> None:
     net = _FakeNetwork()

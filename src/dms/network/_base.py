@@ -171,6 +171,14 @@ class Network(ABC):
     def peers(self) -> list[PeerInfo]:
         """Currently connected peers."""
 
+    def is_connected(self, peer_id: str) -> bool:
+        """True if ``peer_id`` is connected now.
+
+        Cheaper than scanning :meth:`peers`, which renders every peer's addresses and
+        protocols: callers on a message path (a hello from an unknown DID) use this.
+        """
+        return any(p.peer_id == peer_id for p in self.peers())
+
     @abstractmethod
     async def ping(self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> float:
         """Round-trip time to ``peer_id`` in seconds (NetworkTimeout past ``timeout``)."""

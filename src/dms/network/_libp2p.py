@@ -493,6 +493,13 @@ class Libp2pNetwork(Network):
             )
         return result
 
+    def is_connected(self, peer_id: str) -> bool:
+        try:
+            peer = ID.from_base58(peer_id)
+        except Exception:
+            return False
+        return peer in self._host.get_network().connections
+
     async def ping(self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> float:
         peer = self._parse_peer(peer_id)
         rtt = await ping_once(self._host, peer, timeout)

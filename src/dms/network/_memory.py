@@ -286,6 +286,9 @@ class MemoryNetwork(Network):
             if self._fabric.reachable(self._peer_id, p)
         ]
 
+    def is_connected(self, peer_id: str) -> bool:
+        return peer_id in self._connected and self._fabric.reachable(self._peer_id, peer_id)
+
     async def ping(self, peer_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> float:
         if not self._fabric.reachable(self._peer_id, peer_id):
             with trio.move_on_after(timeout):

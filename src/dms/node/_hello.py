@@ -98,8 +98,9 @@ class HelloExchange:
     # -- queries -------------------------------------------------------------------------
 
     def connected(self, peer_id: str) -> bool:
-        """True if the network lists ``peer_id`` as connected now."""
-        return any(p.peer_id == peer_id for p in self.network.peers())
+        """True if the network has ``peer_id`` connected now (a set lookup: this runs for
+        every hello from a peer we do not track, and any ``/public`` holder can send one)."""
+        return self.network.is_connected(peer_id)
 
     def exchanged(self, peer_id: str) -> bool:
         """True once hello went both ways with ``peer_id``."""
