@@ -74,3 +74,29 @@ def decode_frame(frame: bytes) -> bytes:
     if len(body) > length:
         raise InvalidInput(f"trailing data after frame: declared {length} bytes, got {len(body)}")
     return bytes(body)
+
+
+#: An unsigned 64-bit varint takes at most 10 bytes.
+MAX_UVARINT_BYTES = 10
+
+
+def uvarint_prefix(data: bytes | bytearray, pos: int = 0) -> tuple[int, int] | None:
+    """The unsigned varint at ``data[pos:]`` and the offset just after it, or None while it is
+    unterminated (more bytes may complete it).
+
+    For the varint-delimited framing libp2p uses (multistream lines, pubsub RPCs), read from a
+    buffer rather than a byte at a time. Raises ``ValueError`` for a prefix longer than 10 bytes
+    or above 2**64 - 1, which no more bytes can make valid.
+    """
+    value = shift = 0
+    for index in range(pos, min(len(data), pos + MAX_UVARINT_BYTES)):
+        byte = data[index]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            if value >= 1 << 64:
+                raise ValueError("varint length prefix exceeds 64 bits")
+            return value, index + 1
+        shift += 7
+    if len(data) - pos >= MAX_UVARINT_BYTES:
+        raise ValueError("varint length prefix longer than 10 bytes")
+    return None

@@ -495,8 +495,8 @@ class Libp2pNetwork(Network):
 
     def is_connected(self, peer_id: str) -> bool:
         try:
-            peer = ID.from_base58(peer_id)
-        except Exception:
+            peer = self._parse_peer(peer_id)
+        except InvalidInput:
             return False
         return peer in self._host.get_network().connections
 

@@ -37,6 +37,7 @@ from libp2p.pubsub import pubsub as pubsub_module
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
+from dms.network._frame import uvarint_prefix
 from dms.network._libp2p_streams import reset_quietly
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 
 #: Bytes asked of the stream per read: what has arrived, up to this much.
 READ_CHUNK = 64 * 1024
-#: A 64-bit unsigned varint takes at most 10 bytes.
-_MAX_VARINT_BYTES = 10
 
 
 class VarintFramer:
@@ -79,20 +78,13 @@ class VarintFramer:
     def _take(self) -> bytes | None:
         """One whole frame from the buffer, or None if more bytes are needed."""
         buffer = self._buffer
-        length = shift = 0
-        for index in range(min(len(buffer), _MAX_VARINT_BYTES)):
-            byte = buffer[index]
-            length |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                header = index + 1
-                break
-            shift += 7
-        else:
-            if len(buffer) >= _MAX_VARINT_BYTES:
-                raise ParseError("varint length prefix longer than 10 bytes")
+        try:
+            prefix = uvarint_prefix(buffer)
+        except ValueError as error:
+            raise ParseError(str(error)) from None
+        if prefix is None:
             return None
-        if length >= 1 << 64:
-            raise ParseError("varint length prefix exceeds 64 bits")
+        length, header = prefix
         if length > self._limit:
             raise MessageTooLarge(f"frame of {length} bytes exceeds the limit of {self._limit}")
         end = header + length

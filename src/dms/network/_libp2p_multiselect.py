@@ -41,6 +41,8 @@ from libp2p.protocol_muxer.multiselect import (
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 from libp2p.utils import encode_delim
 
+from dms.network._frame import uvarint_prefix
+
 _HEADER = encode_delim(MULTISELECT_PROTOCOL_ID.encode())
 
 
@@ -115,18 +117,6 @@ def _buffered_bytes(stream: Any) -> bytes:
     return bytes(buffer) if buffer else b""
 
 
-def _uvarint(data: bytes, pos: int) -> tuple[int, int] | None:
-    """The unsigned varint at ``data[pos:]`` and the offset after it; None if unterminated."""
-    value = shift = 0
-    for i in range(pos, min(pos + 10, len(data))):
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, i + 1
-        shift += 7
-    return None
-
-
 def protocol_line(buffered: bytes) -> tuple[str, int] | None:
     """``(protocol, length)`` if ``buffered`` starts with one whole varint-delimited line.
 
@@ -134,7 +124,10 @@ def protocol_line(buffered: bytes) -> tuple[str, int] | None:
     line, an empty one, bytes that are not UTF-8, an over-long varint): the caller negotiates
     the ordinary way.
     """
-    varint = _uvarint(buffered, 0)
+    try:
+        varint = uvarint_prefix(buffered)
+    except ValueError:
+        varint = None
     if varint is None:
         return None
     size, start = varint
